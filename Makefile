@@ -1,0 +1,33 @@
+# Every target sets the machine up first (idempotent, fast when already done).
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.setup-stamp
+STACK  ?= staging
+
+.PHONY: setup rehearse test lint typecheck check plan
+
+$(STAMP): scripts/setup requirements.txt requirements-dev.txt
+	bash scripts/setup
+
+setup: $(STAMP)
+
+## The local rehearsal of a deploy: plans of both stacks, then migrations (and rotation)
+## applied against a local MariaDB and moto standing in for RDS and AWS.
+rehearse: $(STAMP)
+	$(PY) scripts/rehearse
+
+## The test suite (starts its own MariaDB and moto).
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/pyright
+
+check: lint typecheck test
+
+plan: $(STAMP)
+	$(PY) scripts/plan --stack $(STACK)
