@@ -49,7 +49,7 @@ def make_ca(directory: Path, common_name: str) -> tuple[Path, rsa.RSAPrivateKey,
     """A self-signed CA; returns (pem path, key, certificate)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -61,9 +61,15 @@ def make_ca(directory: Path, common_name: str) -> tuple[Path, rsa.RSAPrivateKey,
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -80,7 +86,7 @@ def make_server_cert(
 ) -> tuple[Path, Path]:
     """A server certificate for localhost/127.0.0.1 signed by the given CA."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
@@ -197,7 +203,9 @@ class MariaDBServer:
             except pymysql.err.OperationalError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"mariadbd did not start in {timeout}s:\n{self._log_tail()}")
+                    raise RuntimeError(
+                        f"mariadbd did not start in {timeout}s:\n{self._log_tail()}"
+                    ) from None
                 time.sleep(0.1)
         with conn.cursor() as cur:
             cur.execute(
