@@ -1,0 +1,569 @@
+"""The migration engine: validate files against history, then apply what is pending.
+
+One run = one connection, one named lock, one history read. Every statement is preceded by
+a history row that says the migration is in progress (statements_done = k) and followed by
+an update, so history never claims success for work that did not finish. See
+docs/migrations.md for the contract.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import pymysql
+from pymysql.constants import SERVER_STATUS
+
+from migrator import lock
+from migrator.connection import ConnectionSettings, connect
+from migrator.discovery import Migration, MigrationSet, version_key
+from migrator.errors import (
+    ConfigurationError,
+    InterruptedMigrationError,
+    MigrationError,
+    StatementFailed,
+    ValidationError,
+)
+from migrator.history import FAILED, IN_PROGRESS, SUCCESS, History, HistoryRow
+from migrator.snapshot import SnapshotSettings, create_pre_migration_snapshot
+from migrator.splitter import SplitError, Statement
+
+log = logging.getLogger("migrator")
+
+ER_LOCK_WAIT_TIMEOUT = 1205
+ER_LOCK_DEADLOCK = 1213
+LOST_CONNECTION = {2006, 2013, 2055}
+REPAIR_COMMAND = "scripts/migrate repair"
+_USE_STATEMENT = re.compile(r"\s*use\s", re.IGNORECASE)
+
+
+@dataclass
+class MigrationOptions:
+    out_of_order: bool = False
+    # The documented override for applied-file-changed/missing: report, do not fail.
+    ignore_changed: bool = False
+    lock_name: str | None = None  # default derived from database name
+    lock_wait_seconds: float = 60.0  # bounded GET_LOCK wait
+    statement_lock_wait_seconds: int = 10  # session lock_wait_timeout for metadata locks
+    snapshot: SnapshotSettings | None = None  # optional pre-migration RDS snapshot
+    statement_retries: int = 4  # extra attempts of a statement after a lock wait timeout
+    statement_retry_backoff: float = 1.0  # seconds before the first retry; doubles each time
+
+
+@dataclass
+class MigrateResult:
+    applied: list[str]  # scripts applied in this run, in order
+    current_version: str | None  # highest applied version after the run
+    snapshot_id: str | None = None
+
+
+@dataclass
+class InfoRow:
+    script: str
+    kind: str
+    version: str | None
+    description: str
+    state: str  # applied | pending | failed | interrupted | changed | missing | outdated | ...
+    installed_on: str | None = None
+    execution_ms: int | None = None
+    note: str = ""
+
+
+@dataclass
+class Step:
+    """A migration to apply from statement index `start` (0-based); `row` when resuming."""
+
+    migration: Migration
+    statements: list[Statement]
+    start: int = 0
+    row: HistoryRow | None = None
+
+
+@dataclass
+class Assessment:
+    steps: list[Step] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # validation errors
+    interrupted: list[str] = field(default_factory=list)  # killed runs to resolve
+    file_problems: list[str] = field(default_factory=list)  # scripts that cannot be split
+    info: list[InfoRow] = field(default_factory=list)
+    applied: dict[str, str] = field(default_factory=dict)  # script -> checksum (success)
+    current_version: str | None = None
+
+
+def _split(m: Migration, problems: list[str]) -> list[Statement] | None:
+    try:
+        return m.statements()
+    except SplitError as exc:
+        problems.extend(f"{m.script}: {p}" for p in exc.problems)
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{m.script}: cannot read: {exc}")
+    return None
+
+
+def _interrupted_message(row: HistoryRow, statements: list[Statement] | None) -> str:
+    number = row.statements_done + 1
+    where = f"statement {number} of {row.statements_total}"
+    if statements is not None and row.statements_done < len(statements):
+        stmt = statements[row.statements_done]
+        first_line = stmt.sql.splitlines()[0][:80]
+        where += f" (line {stmt.line}: {first_line!r})"
+    return (
+        f"{row.script} was interrupted while {where} was running (the run that started it "
+        f"died, e.g. killed). The statement may or may not have taken effect: check, then run "
+        f"`{REPAIR_COMMAND} --mark-done` if it did, or `{REPAIR_COMMAND} --retry` if it did not "
+        "(the next migrate resumes after/at it)"
+    )
+
+
+def assess(
+    rows: list[HistoryRow], migrations: MigrationSet, options: MigrationOptions
+) -> Assessment:
+    """Compare files with history (one read) and decide what to apply; pure, no I/O but files."""
+    a = Assessment()
+    latest: dict[str, HistoryRow] = {}
+    for row in rows:
+        latest[row.script] = row
+    applied_versions: dict[tuple[int, ...], str] = {}
+    highest: tuple[tuple[int, ...], str] | None = None
+    for row in latest.values():
+        if row.state == SUCCESS:
+            a.applied[row.script] = row.checksum
+            if row.version is not None:
+                key = version_key(row.version)
+                applied_versions[key] = row.script
+                if highest is None or key > highest[0]:
+                    highest = (key, row.version)
+    a.current_version = highest[1] if highest else None
+
+    for m in migrations:
+        row = latest.get(m.script)
+        info = InfoRow(m.script, m.kind, m.version, m.description, "pending")
+        a.info.append(info)
+        if row is not None:
+            info.installed_on = str(row.installed_on) if row.installed_on else None
+            info.execution_ms = row.execution_time
+        if row is None or (
+            row.state == SUCCESS and m.kind == "repeatable" and row.checksum != m.checksum
+        ):
+            if row is not None:
+                info.state = "outdated"
+                info.note = "changed since last applied; will be re-applied"
+            if m.kind == "versioned":
+                key = m.version_key
+                if key in applied_versions:
+                    a.problems.append(
+                        f"{m.script}: version {m.version} is already applied as "
+                        f"{applied_versions[key]}"
+                    )
+                    info.state = "duplicate"
+                    continue
+                if highest is not None and key < highest[0] and not options.out_of_order:
+                    a.problems.append(
+                        f"{m.script}: version {m.version} is lower than the highest applied "
+                        f"version {highest[1]}; allow it with out_of_order "
+                        "(--out-of-order) or give it a higher version"
+                    )
+                    info.state = "out of order"
+                    continue
+            statements = _split(m, a.file_problems)
+            if statements is not None:
+                a.steps.append(Step(m, statements))
+            continue
+        if row.state == SUCCESS:
+            if row.checksum == m.checksum:
+                info.state = "applied"
+            elif options.ignore_changed:
+                info.state = "changed"
+                info.note = "file changed after it was applied (ignored by override)"
+            else:
+                info.state = "changed"
+                a.problems.append(
+                    f"{m.script}: applied migration changed since it was applied "
+                    f"(checksum {row.checksum[:12]} in history, {m.checksum[:12]} on disk); "
+                    "restore the file, or override with ignore_changed (--ignore-changed) "
+                    f"or accept the new file with `{REPAIR_COMMAND} --realign-checksums`"
+                )
+            continue
+        statements = _split(m, a.file_problems)
+        if row.state == IN_PROGRESS:
+            info.state = "interrupted"
+            a.interrupted.append(_interrupted_message(row, statements))
+            continue
+        # A failed migration: resume at the failed statement if the completed ones are intact.
+        info.state = "failed"
+        info.note = (row.error or "")[:200]
+        if statements is None:
+            continue
+        done = row.statements_done
+        current = [s.checksum for s in statements[:done]]
+        if len(statements) < done or current != row.statement_checksums[:done]:
+            changed = next(
+                (
+                    i
+                    for i in range(min(done, len(statements)))
+                    if current[i] != row.statement_checksums[i]
+                ),
+                min(done, len(statements)),
+            )
+            where = (
+                f"statement {changed + 1} (line {statements[changed].line})"
+                if changed < len(statements)
+                else f"statement {changed + 1} (no longer in the file)"
+            )
+            a.problems.append(
+                f"{m.script}: cannot resume: it failed at statement {done + 1} after statements "
+                f"1..{done} completed, but {where} has changed since it ran. Only the failed "
+                "statement and later ones may change: put the completed statements back as they "
+                f"were, or undo their effects by hand and run `{REPAIR_COMMAND} --restart`"
+            )
+            continue
+        a.steps.append(Step(m, statements, start=done, row=row))
+
+    files = migrations.by_script
+    for script, row in latest.items():
+        if script in files:
+            continue
+        state = "missing" if row.state == SUCCESS else row.state
+        a.info.append(
+            InfoRow(
+                script,
+                row.type,
+                row.version,
+                row.description,
+                state,
+                str(row.installed_on) if row.installed_on else None,
+                row.execution_time,
+            )
+        )
+        if row.state == SUCCESS:
+            if not options.ignore_changed:
+                a.problems.append(
+                    f"{script}: applied migration's file is missing; restore it, or override "
+                    "with ignore_changed (--ignore-changed)"
+                )
+        elif row.state == IN_PROGRESS:
+            a.interrupted.append(_interrupted_message(row, None))
+        else:
+            a.problems.append(
+                f"{script}: failed migration's file is missing; restore it, or undo its partial "
+                f"effects by hand and run `{REPAIR_COMMAND} --restart`"
+            )
+    return a
+
+
+class Migrator:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        migrations: MigrationSet,
+        options: MigrationOptions | None = None,
+    ):
+        self.settings = settings
+        self.migrations = migrations
+        self.options = options or MigrationOptions()
+        self.lock_name = self.options.lock_name or lock.default_lock_name(settings.database)
+
+    # -- session -------------------------------------------------------------------------
+    @contextmanager
+    def _session(self, locked: bool) -> Iterator[tuple[pymysql.connections.Connection, History]]:
+        conn = connect(self.settings)
+        try:
+            with conn.cursor() as cur:
+                wait = int(self.options.statement_lock_wait_seconds)
+                cur.execute(
+                    "SET SESSION lock_wait_timeout = %s, innodb_lock_wait_timeout = %s",
+                    (wait, wait),
+                )
+            if locked:
+                lock.acquire(conn, self.lock_name, self.options.lock_wait_seconds)
+            try:
+                yield conn, History(conn, self.settings.database, self.settings.user)
+            finally:
+                if locked and conn.open:
+                    # The lock dies with the connection anyway.
+                    with contextlib.suppress(pymysql.err.MySQLError):
+                        lock.release(conn, self.lock_name)
+        finally:
+            if conn.open:
+                conn.close()
+
+    def _assess(self, history: History, create: bool) -> Assessment:
+        return assess(history.read(create=create), self.migrations, self.options)
+
+    # -- read-only -----------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ValidationError (or ConfigurationError) listing all problems; writes nothing."""
+        with self._session(locked=False) as (_, history):
+            a = self._assess(history, create=False)
+        problems = a.interrupted + a.problems
+        if problems:
+            raise ValidationError(problems)
+        if a.file_problems:
+            raise ConfigurationError(a.file_problems)
+
+    def info(self) -> list[InfoRow]:
+        with self._session(locked=False) as (_, history):
+            return self._assess(history, create=False).info
+
+    def pending(self) -> list[Migration]:
+        with self._session(locked=False) as (_, history):
+            return [s.migration for s in self._assess(history, create=False).steps]
+
+    def plan(self) -> list[Step]:
+        """What migrate would run (statements from the resume point), without running it."""
+        with self._session(locked=False) as (_, history):
+            a = self._assess(history, create=False)
+        self._raise_for(a)
+        return a.steps
+
+    def applied_checksums(self) -> dict[str, str]:
+        with self._session(locked=False) as (_, history):
+            return dict(self._assess(history, create=False).applied)
+
+    @staticmethod
+    def _raise_for(a: Assessment) -> None:
+        if a.interrupted:
+            raise InterruptedMigrationError(
+                a.interrupted + a.problems, heading="a previous run was interrupted"
+            )
+        if a.problems:
+            raise ValidationError(a.problems)
+        if a.file_problems:
+            raise ConfigurationError(a.file_problems)
+
+    # -- migrate -------------------------------------------------------------------------
+    def migrate(self) -> MigrateResult:
+        with self._session(locked=True) as (conn, history):
+            a = self._assess(history, create=True)
+            self._raise_for(a)
+            result = MigrateResult(applied=[], current_version=a.current_version)
+            if not a.steps:
+                return result
+            if self.options.snapshot is not None:
+                target = max(
+                    (s.migration for s in a.steps if s.migration.version is not None),
+                    key=lambda m: m.version_key,
+                    default=None,
+                )
+                result.snapshot_id = create_pre_migration_snapshot(
+                    self.options.snapshot, target.version if target else a.current_version
+                )
+                log.info("snapshot %s is available", result.snapshot_id)
+            highest = version_key(a.current_version) if a.current_version else None
+            for step in a.steps:
+                self._apply(conn, history, step)
+                result.applied.append(step.migration.script)
+                m = step.migration
+                if m.version is not None and (highest is None or m.version_key > highest):
+                    highest = m.version_key
+                    result.current_version = m.version
+            return result
+
+    def _apply(self, conn: pymysql.connections.Connection, history: History, step: Step) -> None:
+        m, statements = step.migration, step.statements
+        total = len(statements)
+        started = time.monotonic()
+        if step.row is None:
+            rank = history.start(m.version, m.description, m.kind, m.script, m.checksum, total)
+            done_checksums: list[str] = []
+        else:
+            rank = step.row.installed_rank
+            history.resume(rank, m.checksum, total)
+            done_checksums = list(step.row.statement_checksums[: step.start])
+            log.info("%s: resuming at statement %d", m.script, step.start + 1)
+        if total == 0:
+            history.finish(rank, 0, None, 0)
+            return
+        committed = step.start  # statements whose effects are committed
+        switched_schema = False
+        cur = conn.cursor()
+        for index in range(step.start, total):
+            stmt = statements[index]
+            try:
+                self._execute(conn, cur, stmt)
+            except pymysql.err.MySQLError as exc:
+                self._record_failure(
+                    conn, history, rank, m, index, stmt, committed, done_checksums, started, exc
+                )
+            done_checksums.append(stmt.checksum)
+            if not conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
+                committed = index + 1
+            switched_schema = switched_schema or bool(_USE_STATEMENT.match(stmt.sql))
+            if index == total - 1:
+                elapsed = int((time.monotonic() - started) * 1000)
+                history.finish(rank, total, stmt.checksum, elapsed)
+            else:
+                history.statement_done(rank, index + 1, stmt.checksum)
+        if conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
+            conn.commit()  # a script that left its transaction open: commit it with its history
+        if switched_schema:
+            conn.select_db(self.settings.database)
+        log.info("%s: applied %d statement(s)", m.script, total - step.start)
+
+    def _execute(
+        self, conn: pymysql.connections.Connection, cur: pymysql.cursors.Cursor, stmt: Statement
+    ) -> None:
+        """Run one statement; retry with backoff when it times out waiting for a lock."""
+        delay = self.options.statement_retry_backoff
+        attempt = 0
+        while True:
+            try:
+                cur.execute(stmt.sql)
+                while cur.nextset():
+                    pass
+                return
+            except pymysql.err.MySQLError as exc:
+                code = exc.args[0] if exc.args else 0
+                in_trans = conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS
+                retriable = code == ER_LOCK_WAIT_TIMEOUT or (
+                    code == ER_LOCK_DEADLOCK and not in_trans
+                )
+                if not retriable or attempt >= self.options.statement_retries:
+                    exc.attempts = attempt + 1  # type: ignore[attr-defined]
+                    raise
+                attempt += 1
+                log.warning(
+                    "statement at line %d waited %ss for a lock (error %s); retry %d/%d in %.1fs",
+                    stmt.line,
+                    self.options.statement_lock_wait_seconds,
+                    code,
+                    attempt,
+                    self.options.statement_retries,
+                    delay,
+                )
+                time.sleep(delay)
+                delay *= 2
+
+    def _record_failure(
+        self,
+        conn: pymysql.connections.Connection,
+        history: History,
+        rank: int,
+        m: Migration,
+        index: int,
+        stmt: Statement,
+        committed: int,
+        done_checksums: list[str],
+        started: float,
+        exc: pymysql.err.MySQLError,
+    ) -> None:
+        code = int(exc.args[0]) if exc.args and isinstance(exc.args[0], int) else 0
+        message = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+        note = ""
+        attempts = getattr(exc, "attempts", 1)
+        if code in (ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK) and attempts > 1:
+            note = (
+                f"gave up after {attempts} attempts, each waiting up to "
+                f"{self.options.statement_lock_wait_seconds}s for the lock"
+            )
+        if code in LOST_CONNECTION:
+            note = (
+                "connection lost: history still shows this statement in flight; the next run "
+                f"will ask you to resolve it with `{REPAIR_COMMAND}`"
+            )
+            raise StatementFailed(m.script, index + 1, stmt.line, code, message, note) from None
+        done = index
+        try:
+            if conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
+                # The script's own transaction did not complete: undo it, resume at its start.
+                conn.rollback()
+                done = committed
+            elapsed = int((time.monotonic() - started) * 1000)
+            history.fail(
+                rank,
+                done,
+                done_checksums[:done],
+                elapsed,
+                f"statement {index + 1} (line {stmt.line}): error {code}: {message}",
+            )
+        except pymysql.err.MySQLError:
+            note = note or "the failure could not be recorded in history (connection problem)"
+        if done != index:
+            note = (note + "; " if note else "") + (
+                f"its open transaction was rolled back; the next run resumes at statement "
+                f"{done + 1}"
+            )
+        raise StatementFailed(m.script, index + 1, stmt.line, code, message, note) from None
+
+    # -- repair --------------------------------------------------------------------------
+    def repair(self, action: str) -> list[str]:
+        """Resolve history without hand-written SQL. Actions:
+        - "retry": an interrupted statement did NOT take effect; the next migrate runs it again.
+        - "mark-done": an interrupted statement DID take effect; the next migrate continues after.
+        - "restart": forget a failed/interrupted migration's progress (after undoing its partial
+          effects by hand); the next migrate runs it from statement 1.
+        - "realign-checksums": accept changed files of applied migrations as the new truth.
+        Returns one message per change made.
+        """
+        if action not in ("retry", "mark-done", "restart", "realign-checksums"):
+            raise MigrationError(f"unknown repair action {action!r}")
+        messages: list[str] = []
+        with self._session(locked=True) as (_, history):
+            rows = history.read(create=False)
+            latest: dict[str, HistoryRow] = {}
+            for row in rows:
+                latest[row.script] = row
+            files = self.migrations.by_script
+            for row in latest.values():
+                m = files.get(row.script)
+                if action == "realign-checksums":
+                    if row.state == SUCCESS and m is not None and m.checksum != row.checksum:
+                        history.realign(row.installed_rank, m.checksum)
+                        messages.append(f"{row.script}: history checksum set to the file's")
+                    continue
+                if action == "restart":
+                    if row.state in (FAILED, IN_PROGRESS):
+                        history.delete(row.installed_rank)
+                        messages.append(
+                            f"{row.script}: progress forgotten; the next migrate runs it from "
+                            "statement 1"
+                        )
+                    continue
+                if row.state != IN_PROGRESS:
+                    continue
+                number = row.statements_done + 1
+                if action == "retry":
+                    history.set_state(
+                        row.installed_rank,
+                        FAILED,
+                        row.statements_done,
+                        row.statement_checksums,
+                        f"interrupted during statement {number}; marked for retry by repair",
+                    )
+                    messages.append(
+                        f"{row.script}: statement {number} will run again on the next migrate"
+                    )
+                    continue
+                if m is None:
+                    raise MigrationError(
+                        f"{row.script}: cannot mark statement {number} done: the file is missing"
+                    )
+                statements = m.statements()
+                if row.statements_done >= len(statements):
+                    raise MigrationError(f"{row.script}: has no statement {number} any more")
+                checksums = [
+                    *row.statement_checksums[: row.statements_done],
+                    statements[row.statements_done].checksum,
+                ]
+                finished = number == len(statements)
+                history.set_state(
+                    row.installed_rank,
+                    SUCCESS if finished else FAILED,
+                    number,
+                    checksums,
+                    None if finished else f"interrupted; statement {number} marked done by repair",
+                )
+                messages.append(
+                    f"{row.script}: statement {number} marked done"
+                    + (
+                        "; migration complete"
+                        if finished
+                        else f"; the next migrate continues at statement {number + 1}"
+                    )
+                )
+        return messages

@@ -1,0 +1,204 @@
+"""The history table, kept in the target schema (the connection's database), always referred
+to by its qualified name so a script's `USE other` cannot move it.
+
+One row per application of a migration. Its `state` walks in_progress -> success | failed;
+`statements_done` counts the statements known complete and `statement_checksums` holds their
+sha256s, so a failed migration can resume at the failed statement once fixed. The row says
+`in_progress` with statements_done = k BEFORE statement k+1 is sent, and is updated after it
+completes, so a killed run leaves exactly one in-flight statement to resolve (`repair`).
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+import pymysql
+
+TABLE = "schema_history"
+ER_NO_SUCH_TABLE = 1146
+
+IN_PROGRESS = "in_progress"
+FAILED = "failed"
+SUCCESS = "success"
+
+COLUMNS = (
+    "installed_rank, version, description, type, script, checksum, installed_by, "
+    "installed_on, execution_time, success, state, statements_total, statements_done, "
+    "statement_checksums, error"
+)
+
+# Portable between MySQL 8 and MariaDB 10.11 (no 0900 collations named).
+CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS {table} (
+  installed_rank INT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  version VARCHAR(50) NULL,
+  description VARCHAR(200) NOT NULL,
+  type VARCHAR(20) NOT NULL,
+  script VARCHAR(255) NOT NULL,
+  checksum CHAR(64) NOT NULL,
+  installed_by VARCHAR(100) NOT NULL,
+  installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  execution_time INT NOT NULL DEFAULT 0 COMMENT 'milliseconds',
+  success TINYINT(1) NOT NULL DEFAULT 0,
+  state VARCHAR(20) NOT NULL COMMENT 'in_progress | failed | success',
+  statements_total INT NOT NULL,
+  statements_done INT NOT NULL DEFAULT 0,
+  statement_checksums MEDIUMTEXT NOT NULL COMMENT 'sha256 of each completed statement',
+  error TEXT NULL,
+  KEY idx_schema_history_script (script)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+"""
+
+
+@dataclass
+class HistoryRow:
+    installed_rank: int
+    version: str | None
+    description: str
+    type: str
+    script: str
+    checksum: str
+    installed_by: str
+    installed_on: datetime.datetime | None
+    execution_time: int
+    success: bool
+    state: str
+    statements_total: int
+    statements_done: int
+    statement_checksums: list[str]
+    error: str | None
+
+
+def qualified_table(database: str) -> str:
+    return f"`{database.replace('`', '``')}`.`{TABLE}`"
+
+
+class History:
+    """Reads and writes the history table over the migrator's single connection."""
+
+    def __init__(self, conn: pymysql.connections.Connection, database: str, installed_by: str):
+        self.conn = conn
+        self.table = qualified_table(database)
+        self.installed_by = installed_by[:100]
+        self.cursor = conn.cursor()
+
+    def read(self, create: bool = True) -> list[HistoryRow]:
+        """Every row in rank order: the run's one history read (creates the table if absent)."""
+        try:
+            self.cursor.execute(f"SELECT {COLUMNS} FROM {self.table} ORDER BY installed_rank")
+        except pymysql.err.ProgrammingError as exc:
+            if exc.args[0] != ER_NO_SUCH_TABLE:
+                raise
+            if create:
+                self.cursor.execute(CREATE_TABLE.format(table=self.table))
+            return []
+        rows = []
+        for r in self.cursor.fetchall():
+            rows.append(
+                HistoryRow(
+                    installed_rank=r[0],
+                    version=r[1],
+                    description=r[2],
+                    type=r[3],
+                    script=r[4],
+                    checksum=r[5],
+                    installed_by=r[6],
+                    installed_on=r[7],
+                    execution_time=r[8],
+                    success=bool(r[9]),
+                    state=r[10],
+                    statements_total=r[11],
+                    statements_done=r[12],
+                    statement_checksums=r[13].split() if r[13] else [],
+                    error=r[14],
+                )
+            )
+        return rows
+
+    def start(
+        self,
+        version: str | None,
+        description: str,
+        kind: str,
+        script: str,
+        checksum: str,
+        statements_total: int,
+    ) -> int:
+        """Insert an in_progress row before the first statement; returns its rank."""
+        self.cursor.execute(
+            f"INSERT INTO {self.table} (version, description, type, script, checksum, "
+            "installed_by, state, statements_total, statements_done, statement_checksums) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, '')",
+            (
+                version,
+                description[:200],
+                kind,
+                script,
+                checksum,
+                self.installed_by,
+                IN_PROGRESS,
+                statements_total,
+            ),
+        )
+        return int(self.cursor.lastrowid)
+
+    def resume(self, rank: int, checksum: str, statements_total: int) -> None:
+        """A failed row goes back to in_progress (with the fixed file's checksum)."""
+        self.cursor.execute(
+            f"UPDATE {self.table} SET state=%s, success=0, checksum=%s, statements_total=%s, "
+            "error=NULL, installed_by=%s, installed_on=CURRENT_TIMESTAMP "
+            "WHERE installed_rank=%s",
+            (IN_PROGRESS, checksum, statements_total, self.installed_by, rank),
+        )
+
+    def statement_done(self, rank: int, done: int, statement_checksum: str) -> None:
+        """Statement number `done` completed (and statement done+1 is now in flight)."""
+        self.cursor.execute(
+            f"UPDATE {self.table} SET statements_done=%s, "
+            "statement_checksums=CONCAT(statement_checksums, %s) WHERE installed_rank=%s",
+            (done, statement_checksum + " ", rank),
+        )
+
+    def finish(self, rank: int, done: int, last_checksum: str | None, execution_ms: int) -> None:
+        """The last statement completed: the row says success (one write)."""
+        self.cursor.execute(
+            f"UPDATE {self.table} SET state=%s, success=1, statements_done=%s, "
+            "statement_checksums=CONCAT(statement_checksums, %s), execution_time=%s, "
+            "error=NULL WHERE installed_rank=%s",
+            (SUCCESS, done, (last_checksum + " ") if last_checksum else "", execution_ms, rank),
+        )
+
+    def fail(
+        self, rank: int, done: int, checksums: list[str], execution_ms: int, error: str
+    ) -> None:
+        self.cursor.execute(
+            f"UPDATE {self.table} SET state=%s, success=0, statements_done=%s, "
+            "statement_checksums=%s, execution_time=%s, error=%s WHERE installed_rank=%s",
+            (FAILED, done, "".join(c + " " for c in checksums), execution_ms, error[:60000], rank),
+        )
+
+    def set_state(
+        self, rank: int, state: str, done: int, checksums: list[str], error: str | None
+    ) -> None:
+        """Used by `repair` to resolve an interrupted row."""
+        self.cursor.execute(
+            f"UPDATE {self.table} SET state=%s, success=%s, statements_done=%s, "
+            "statement_checksums=%s, error=%s WHERE installed_rank=%s",
+            (
+                state,
+                1 if state == SUCCESS else 0,
+                done,
+                "".join(c + " " for c in checksums),
+                error,
+                rank,
+            ),
+        )
+
+    def delete(self, rank: int) -> None:
+        self.cursor.execute(f"DELETE FROM {self.table} WHERE installed_rank=%s", (rank,))
+
+    def realign(self, rank: int, checksum: str) -> None:
+        self.cursor.execute(
+            f"UPDATE {self.table} SET checksum=%s WHERE installed_rank=%s", (checksum, rank)
+        )

@@ -1,0 +1,185 @@
+"""The engine against the real MariaDB: apply, re-run, validate, repeatables, USE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from migrator_support import (
+    ROOT,
+    history,
+    migrator_for,
+    query,
+    tables,
+    write_migrations,
+)
+
+from migrator.errors import ValidationError
+from standins.mariadb import MariaDBServer
+
+
+def test_fresh_apply_then_idempotent_rerun(mariadb: MariaDBServer, database: str) -> None:
+    migrator = migrator_for(mariadb, database, ROOT / "schema")
+    result = migrator.migrate()
+    assert result.applied == [
+        "V1__create_users.sql",
+        "V2__add_preferences_and_user_sessions.sql",
+        "V3__session_routines.sql",
+    ]
+    assert result.current_version == "3"
+    assert {"users", "user_sessions", "schema_history"} <= tables(mariadb, database)
+    rows = history(mariadb, database)
+    assert [(r[1], r[2]) for r in rows] == [("success", 1)] * 3
+
+    again = migrator_for(mariadb, database, ROOT / "schema").migrate()
+    assert again.applied == []
+    assert again.current_version == "3"
+    assert len(history(mariadb, database)) == 3
+    assert migrator.applied_checksums() == migrator.migrations.checksums()
+    assert [r.state for r in migrator.info()] == ["applied"] * 3
+
+
+def test_history_columns_record_who_when_how_long(mariadb: MariaDBServer, database: str) -> None:
+    migrator_for(mariadb, database, ROOT / "schema").migrate()
+    row = query(
+        mariadb,
+        database,
+        "SELECT version, description, script, checksum, installed_by, installed_on, "
+        "execution_time, success FROM schema_history ORDER BY installed_rank LIMIT 1",
+    )[0]
+    version, description, script, checksum, who, when, ms, success = row
+    assert (version, description, script) == ("1", "create users", "V1__create_users.sql")
+    assert len(checksum) == 64 and who == mariadb.admin_user and when is not None
+    assert ms >= 0 and success == 1
+
+
+def test_new_migration_applies_only_itself(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(tmp_path, {"V1__a.sql": "CREATE TABLE a (x INT);"})
+    migrator_for(mariadb, database, location).migrate()
+    write_migrations(tmp_path, {"V1.1__b.sql": "CREATE TABLE b (x INT);"})
+    migrator = migrator_for(mariadb, database, location)
+    assert [m.script for m in migrator.pending()] == ["V1.1__b.sql"]
+    assert migrator.migrate().applied == ["V1.1__b.sql"]
+    assert {"a", "b"} <= tables(mariadb, database)
+
+
+def test_changed_and_missing_applied_files_are_errors_naming_them(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(
+        tmp_path,
+        {"V1__a.sql": "CREATE TABLE a (x INT);", "V2__b.sql": "CREATE TABLE b (x INT);"},
+    )
+    migrator_for(mariadb, database, location).migrate()
+    (location / "V1__a.sql").write_text("CREATE TABLE a (x BIGINT);")
+    (location / "V2__b.sql").unlink()
+    write_migrations(location, {"V3__c.sql": "CREATE TABLE c (x INT);"})
+    with pytest.raises(ValidationError) as caught:
+        migrator_for(mariadb, database, location).migrate()
+    message = str(caught.value)
+    assert "V1__a.sql: applied migration changed since it was applied" in message
+    assert "V2__b.sql: applied migration's file is missing" in message
+    assert "c" not in tables(mariadb, database)  # nothing ran
+    with pytest.raises(ValidationError):
+        migrator_for(mariadb, database, location).validate()
+    # The documented override: report, don't fail.
+    result = migrator_for(mariadb, database, location, ignore_changed=True).migrate()
+    assert result.applied == ["V3__c.sql"]
+
+
+def test_crlf_only_change_is_not_a_change(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(tmp_path, {"V1__a.sql": "CREATE TABLE a (x INT);\nSELECT 1;\n"})
+    migrator_for(mariadb, database, location).migrate()
+    (location / "V1__a.sql").write_bytes(b"CREATE TABLE a (x INT);\r\nSELECT 1;\r\n")
+    migrator_for(mariadb, database, location).validate()
+    assert migrator_for(mariadb, database, location).migrate().applied == []
+
+
+def test_out_of_order_is_an_error_unless_allowed(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(tmp_path, {"V2__b.sql": "CREATE TABLE b (x INT);"})
+    migrator_for(mariadb, database, location).migrate()
+    write_migrations(location, {"V1.5__late.sql": "CREATE TABLE late (x INT);"})
+    with pytest.raises(ValidationError, match=r"V1\.5__late\.sql: version 1\.5 is lower than"):
+        migrator_for(mariadb, database, location).migrate()
+    result = migrator_for(mariadb, database, location, out_of_order=True).migrate()
+    assert result.applied == ["V1.5__late.sql"]
+    assert result.current_version == "2"
+
+
+def test_repeatables_run_after_versioned_and_again_when_changed(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(
+        tmp_path,
+        {
+            "R__view.sql": "CREATE OR REPLACE VIEW v AS SELECT x FROM a;",
+            "V1__a.sql": "CREATE TABLE a (x INT);",
+        },
+    )
+    assert migrator_for(mariadb, database, location).migrate().applied == [
+        "V1__a.sql",
+        "R__view.sql",
+    ]
+    assert migrator_for(mariadb, database, location).migrate().applied == []
+    write_migrations(
+        location, {"R__view.sql": "CREATE OR REPLACE VIEW v AS SELECT x, 1 AS y FROM a;"}
+    )
+    assert migrator_for(mariadb, database, location).migrate().applied == ["R__view.sql"]
+    columns = query(
+        mariadb,
+        database,
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = 'v' ORDER BY ordinal_position",
+        (database,),
+    )
+    assert [c[0] for c in columns] == ["x", "y"]
+    assert [r[0] for r in history(mariadb, database)].count("R__view.sql") == 2
+
+
+def test_history_stays_in_target_schema_despite_use(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    other = mariadb.create_database("other")
+    location = write_migrations(
+        tmp_path,
+        {
+            "V1__elsewhere.sql": f"USE `{other}`;\nCREATE TABLE elsewhere (x INT);",
+            "V2__here.sql": "CREATE TABLE here (x INT);",
+        },
+    )
+    migrator_for(mariadb, database, location).migrate()
+    assert "elsewhere" in tables(mariadb, other)
+    assert "schema_history" not in tables(mariadb, other)
+    assert {"here", "schema_history"} <= tables(mariadb, database)
+    assert len(history(mariadb, database)) == 2
+
+
+def test_delimiter_heavy_script_creates_working_routines(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(
+        tmp_path,
+        {
+            "V1__routines.sql": (
+                "/*!40101 SET @saved_cs = @@character_set_client */;\n"
+                "CREATE TABLE counter (n INT NOT NULL);\n"
+                "INSERT INTO counter VALUES (0);\n"
+                "delimiter $$\n"
+                "CREATE TRIGGER bump BEFORE UPDATE ON counter FOR EACH ROW\n"
+                "BEGIN\n  IF NEW.n < 0 THEN SET NEW.n = 0; END IF;\nEND$$\n"
+                "DELIMITER ;;\n"
+                "CREATE FUNCTION twice(x INT) RETURNS INT DETERMINISTIC NO SQL\n"
+                "BEGIN\n  DECLARE y INT; -- ; in a comment\n  SET y = x * 2;\n  RETURN y;\nEND;;\n"
+                "DELIMITER ;\n"
+                "UPDATE counter SET n = -5;\n"
+            )
+        },
+    )
+    migrator_for(mariadb, database, location).migrate()
+    assert query(mariadb, database, "SELECT n, twice(21) FROM counter") == [(0, 42)]
