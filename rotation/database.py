@@ -1,0 +1,73 @@
+"""Connections for rotation, over the migration engine's verified-TLS connect with retry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pymysql
+
+from migrator.connection import ConnectionSettings, connect
+from migrator.errors import AuthenticationFailed, ConnectionFailed, SecretError
+from migrator.secrets import DatabaseSecret, parse_database_secret
+from rotation.errors import RotationError
+
+__all__ = ["AuthenticationFailed", "ConnectionFailed", "connect_as", "connect_as_master", "parse"]
+
+
+def parse(secret_arn: str, value: dict[str, Any]) -> DatabaseSecret:
+    """The RDS secret shape, validated by the engine's parser (errors never echo the value)."""
+    try:
+        return parse_database_secret(secret_arn, json.dumps(value))
+    except SecretError as exc:
+        raise RotationError(str(exc)) from None
+
+
+def connect_as(
+    secret: DatabaseSecret,
+    *,
+    password: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    database: str = "",
+    ca_bundle: str | None = None,
+    connect_deadline: float = 300.0,
+) -> pymysql.connections.Connection:
+    """Connect with the secret's user (optionally another password/endpoint)."""
+    return connect(
+        ConnectionSettings(
+            host=host or secret.host,
+            port=port or secret.port,
+            user=secret.username,
+            password=secret.password if password is None else password,
+            database=database,
+            ca_bundle=ca_bundle,
+            connect_deadline=connect_deadline,
+        )
+    )
+
+
+def connect_as_master(
+    fetch_master: Callable[[], DatabaseSecret],
+    *,
+    ca_bundle: str | None,
+    connect_deadline: float,
+    database: str = "",
+) -> pymysql.connections.Connection:
+    """Connect with the master secret's AWSCURRENT value; if the server rejects it, read the
+    secret once more and retry (a master rotation may have just promoted a new password)."""
+    try:
+        return connect_as(
+            fetch_master(),
+            database=database,
+            ca_bundle=ca_bundle,
+            connect_deadline=connect_deadline,
+        )
+    except AuthenticationFailed:
+        return connect_as(
+            fetch_master(),
+            database=database,
+            ca_bundle=ca_bundle,
+            connect_deadline=connect_deadline,
+        )
