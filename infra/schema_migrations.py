@@ -1,0 +1,87 @@
+"""`appdb:schema:SchemaMigrations`: keeps the database's schema at the version in `schema/`.
+
+Declared after the database: it depends on the RDS instance and on the secret's value, so the
+first `pulumi up` migrates as soon as the instance accepts connections (the engine retries until
+its connect deadline), and every later `pulumi up` applies what is new in `schema/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import pulumi
+
+from infra.providers import migrations as provider
+from migrator.discovery import load_migrations
+
+
+class MigrationSettingsLike(Protocol):
+    """The fields of `settings.migrations` this component reads (see infra/settings.py)."""
+
+    location: str
+    snapshot_before_migrate: bool
+    out_of_order: bool
+    lock_wait_seconds: int
+    statement_lock_wait_seconds: int
+    connect_deadline_seconds: int
+    ca_bundle_path: str
+
+
+class SchemaMigrations(pulumi.ComponentResource):
+    """Applies the migrations in `settings.location` with the master credentials of the secret.
+
+    The migration map (script -> checksum) is computed here, from the files, when the program
+    runs; it is the dynamic resource's input, so `pulumi preview --diff` lists the scripts that
+    are pending or changed. No credential passes through the program: the provider reads the
+    secret when it applies.
+    """
+
+    applied_version: pulumi.Output[str]
+    applied: pulumi.Output[dict[str, str]]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: MigrationSettingsLike,
+        secret_arn: pulumi.Input[str],
+        host: pulumi.Input[str],
+        port: pulumi.Input[int],
+        database_name: pulumi.Input[str],
+        region: pulumi.Input[str],
+        instance_identifier: pulumi.Input[str] | None = None,
+        depends_on: Sequence[pulumi.Resource] = (),
+        project_dir: Path | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("appdb:schema:SchemaMigrations", name, None, opts)
+        # Relative to the project directory (the program's working directory) both here and in
+        # the provider host, so the same relative `location` is stored in state.
+        base = project_dir or Path.cwd()
+        checksums = load_migrations(base / settings.location).checksums()
+
+        self.resource = provider.SchemaMigrations(
+            f"{name}-applied",
+            {
+                "secret_arn": secret_arn,
+                "region": region,
+                "host": host,
+                "port": port,
+                "database": database_name,
+                "location": settings.location,
+                "migrations": checksums,
+                "ca_bundle": settings.ca_bundle_path or None,
+                "connect_deadline_seconds": settings.connect_deadline_seconds,
+                "out_of_order": settings.out_of_order,
+                "lock_wait_seconds": settings.lock_wait_seconds,
+                "statement_lock_wait_seconds": settings.statement_lock_wait_seconds,
+                "snapshot_before_migrate": settings.snapshot_before_migrate,
+                "instance_identifier": instance_identifier,
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+        )
+        self.applied_version = self.resource.applied_version
+        self.applied = self.resource.applied
+        self.register_outputs({"applied_version": self.applied_version, "applied": self.applied})
