@@ -1,0 +1,312 @@
+"""Failure modes against the real MariaDB: failed statements and resume, lock contention,
+metadata-lock waits, 8 racing processes, a run killed with SIGKILL."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from migrator_support import ROOT, history, migrator_for, query, tables, write_migrations
+
+from migrator.errors import (
+    InterruptedMigrationError,
+    LockTimeoutError,
+    StatementFailed,
+    ValidationError,
+)
+from migrator.lock import default_lock_name
+from standins.mariadb import MariaDBServer
+
+FAILING_V1 = (
+    "CREATE TABLE a (x INT);\n"
+    "CREATE TABLE b (x INT);\n"
+    "INSERT INTO no_such_table VALUES (1);\n"
+    "CREATE TABLE c (x INT);\n"
+)
+
+
+def test_failed_statement_stops_records_progress_and_resumes_after_fix(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(
+        tmp_path, {"V1__abc.sql": FAILING_V1, "V2__d.sql": "CREATE TABLE d (x INT);"}
+    )
+    with pytest.raises(StatementFailed) as caught:
+        migrator_for(mariadb, database, location).migrate()
+    failure = caught.value
+    assert (failure.script, failure.statement_number, failure.line) == ("V1__abc.sql", 3, 3)
+    assert failure.error_code == 1146
+    assert "V1__abc.sql: statement 3 (line 3) failed: server error 1146" in str(failure)
+    assert "no_such_table" in str(failure)
+    # Completed statements recorded; nothing after the failure (nor V2) applied.
+    assert history(mariadb, database) == [("V1__abc.sql", "failed", 0, 2)]
+    assert {"a", "b"} <= tables(mariadb, database)
+    assert not {"c", "d"} & tables(mariadb, database)
+    info = {r.script: r.state for r in migrator_for(mariadb, database, location).info()}
+    assert info == {"V1__abc.sql": "failed", "V2__d.sql": "pending"}
+
+    # Fix the failed statement; the completed ones (a, b) are not run again (they would fail).
+    (location / "V1__abc.sql").write_text(
+        FAILING_V1.replace("INSERT INTO no_such_table", "INSERT INTO a")
+    )
+    result = migrator_for(mariadb, database, location).migrate()
+    assert result.applied == ["V1__abc.sql", "V2__d.sql"]
+    assert [(r[0], r[1], r[3]) for r in history(mariadb, database)] == [
+        ("V1__abc.sql", "success", 4),
+        ("V2__d.sql", "success", 1),
+    ]
+    assert query(mariadb, database, "SELECT x FROM a") == [(1,)]
+
+
+def test_resume_refused_when_a_completed_statement_changed(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(tmp_path, {"V1__abc.sql": FAILING_V1})
+    with pytest.raises(StatementFailed):
+        migrator_for(mariadb, database, location).migrate()
+    changed = FAILING_V1.replace("CREATE TABLE b (x INT)", "CREATE TABLE b (x BIGINT)")
+    (location / "V1__abc.sql").write_text(changed.replace("no_such_table", "a"))
+    with pytest.raises(ValidationError) as caught:
+        migrator_for(mariadb, database, location).migrate()
+    message = str(caught.value)
+    assert "V1__abc.sql: cannot resume: it failed at statement 3" in message
+    assert "statement 2 (line 2) has changed" in message
+    assert "scripts/migrate repair --restart" in message
+    assert "c" not in tables(mariadb, database)
+
+    # The documented way out: undo the partial work, then restart the migration from scratch.
+    query(mariadb, database, "DROP TABLE a, b")
+    assert migrator_for(mariadb, database, location).repair("restart")
+    assert migrator_for(mariadb, database, location).migrate().applied == ["V1__abc.sql"]
+    assert {"a", "b", "c"} <= tables(mariadb, database)
+
+
+def test_failure_inside_a_scripts_transaction_rolls_it_back_and_resumes_at_its_start(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    script = (
+        "CREATE TABLE t (x INT) ENGINE=InnoDB;\n"
+        "START TRANSACTION;\n"
+        "INSERT INTO t VALUES (1);\n"
+        "INSERT INTO missing VALUES (2);\n"
+        "COMMIT;\n"
+    )
+    location = write_migrations(tmp_path, {"V1__tx.sql": script})
+    with pytest.raises(StatementFailed, match="resumes at statement 2"):
+        migrator_for(mariadb, database, location).migrate()
+    assert query(mariadb, database, "SELECT COUNT(*) FROM t") == [(0,)]
+    assert history(mariadb, database) == [("V1__tx.sql", "failed", 0, 1)]
+    (location / "V1__tx.sql").write_text(script.replace("missing", "t"))
+    migrator_for(mariadb, database, location).migrate()
+    assert query(mariadb, database, "SELECT x FROM t ORDER BY x") == [(1,), (2,)]
+
+
+def test_lock_timeout_names_the_holder(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(tmp_path, {"V1__a.sql": "CREATE TABLE a (x INT);"})
+    holder = mariadb.connect(database)
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT GET_LOCK(%s, 0), CONNECTION_ID()", (default_lock_name(database),))
+            got, holder_id = cur.fetchone()
+        assert got == 1
+        started = time.monotonic()
+        with pytest.raises(LockTimeoutError) as caught:
+            migrator_for(mariadb, database, location, lock_wait_seconds=0.5).migrate()
+        assert time.monotonic() - started < 5
+        message = str(caught.value)
+        assert f"connection {holder_id} ({mariadb.admin_user}@127.0.0.1" in message
+        assert "gave up after waiting 0.5s" in message
+        assert "a" not in tables(mariadb, database)
+    finally:
+        holder.close()
+    assert migrator_for(mariadb, database, location).migrate().applied == ["V1__a.sql"]
+
+
+def _hold_table(mariadb: MariaDBServer, database: str, table: str):
+    """A connection with an open transaction that read `table` (holds its metadata lock)."""
+    conn = mariadb.connect(database, autocommit=False)
+    with conn.cursor() as cur:
+        cur.execute("START TRANSACTION")
+        cur.execute(f"SELECT * FROM {table}")
+        cur.fetchall()
+    return conn
+
+
+def test_metadata_lock_wait_is_bounded_and_retried_with_backoff(
+    mariadb: MariaDBServer, database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    location = write_migrations(tmp_path, {"V1__a.sql": "CREATE TABLE a (x INT);"})
+    migrator_for(mariadb, database, location).migrate()
+    write_migrations(location, {"V2__alter.sql": "ALTER TABLE a ADD COLUMN y INT;"})
+    holder = _hold_table(mariadb, database, "a")
+    release = threading.Timer(1.6, holder.commit)
+    release.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="migrator"):
+            started = time.monotonic()
+            result = migrator_for(
+                mariadb,
+                database,
+                location,
+                statement_lock_wait_seconds=1,
+                statement_retries=4,
+                statement_retry_backoff=0.2,
+            ).migrate()
+        elapsed = time.monotonic() - started
+    finally:
+        release.join()
+        holder.close()
+    assert result.applied == ["V2__alter.sql"]
+    assert elapsed > 1.0  # it really waited for the other session
+    assert any("(error 1205); retry 1/4" in r.getMessage() for r in caplog.records)
+
+
+def test_metadata_lock_that_never_clears_fails_after_bounded_retries(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(tmp_path, {"V1__a.sql": "CREATE TABLE a (x INT);"})
+    migrator_for(mariadb, database, location).migrate()
+    write_migrations(location, {"V2__alter.sql": "SELECT 1;\nALTER TABLE a ADD COLUMN y INT;"})
+    holder = _hold_table(mariadb, database, "a")
+    try:
+        started = time.monotonic()
+        with pytest.raises(StatementFailed) as caught:
+            migrator_for(
+                mariadb,
+                database,
+                location,
+                statement_lock_wait_seconds=1,
+                statement_retries=1,
+                statement_retry_backoff=0.1,
+            ).migrate()
+        elapsed = time.monotonic() - started
+    finally:
+        holder.close()
+    assert elapsed < 6
+    failure = caught.value
+    assert (failure.statement_number, failure.line, failure.error_code) == (2, 2, 1205)
+    assert "gave up after 2 attempts, each waiting up to 1s" in str(failure)
+    assert history(mariadb, database)[-1] == ("V2__alter.sql", "failed", 0, 1)
+    # Once the table is free, the next run resumes at the ALTER.
+    assert migrator_for(mariadb, database, location).migrate().applied == ["V2__alter.sql"]
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "migrate"), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_eight_racing_processes_apply_each_migration_exactly_once(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    files = {"V1__log.sql": "CREATE TABLE applied_log (script VARCHAR(50) NOT NULL);"}
+    for n in range(2, 7):
+        files[f"V{n}__step.sql"] = (
+            f"INSERT INTO applied_log VALUES ('V{n}');\nSELECT SLEEP(0.1);\n"
+            f"CREATE TABLE t{n} (x INT);"
+        )
+    location = write_migrations(tmp_path, files)
+    env = dict(os.environ, APPDB_MIGRATE_DSN=mariadb.dsn(database))
+    args = ("migrate", "--locations", str(location), "--ca-bundle", str(mariadb.ca_path))
+    racers = [_cli(*args, env=env) for _ in range(8)]
+    outputs = [p.communicate(timeout=120) for p in racers]
+    assert [p.returncode for p in racers] == [0] * 8, outputs
+    applied_lines = [line for out, _ in outputs for line in out.splitlines() if "applied V" in line]
+    assert len(applied_lines) == 6  # every migration applied by exactly one process
+    assert sum("up to date at version 6" in out for out, _ in outputs) >= 1
+    log = query(mariadb, database, "SELECT script FROM applied_log ORDER BY script")
+    assert log == [(f"V{n}",) for n in range(2, 7)]
+    assert [(r[1], r[2]) for r in history(mariadb, database)] == [("success", 1)] * 6
+
+
+def test_run_killed_mid_statement_is_reported_and_resolved_with_one_command(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(
+        tmp_path,
+        {
+            "V1__slow.sql": (
+                "CREATE TABLE before_kill (x INT);\n"
+                "-- a long statement\n"
+                "SELECT SLEEP(30);\n"
+                "CREATE TABLE after_kill (x INT);\n"
+            )
+        },
+    )
+    env = dict(os.environ, APPDB_MIGRATE_DSN=mariadb.dsn(database))
+    common = ("--locations", str(location), "--ca-bundle", str(mariadb.ca_path))
+    victim = _cli("migrate", *common, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if history(mariadb, database) == [("V1__slow.sql", "in_progress", 0, 1)]:
+                break
+        except Exception:
+            pass
+        time.sleep(0.05)
+    else:
+        victim.kill()
+        pytest.fail("the migration never reached its long statement")
+    time.sleep(0.3)  # let the SLEEP start on the server
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate()
+
+    # History never claims success; the next run waits for the dead run's lock to be freed
+    # (it dies with the connection), then names the in-flight statement and the command.
+    assert history(mariadb, database) == [("V1__slow.sql", "in_progress", 0, 1)]
+    with pytest.raises(InterruptedMigrationError) as caught:
+        migrator_for(mariadb, database, location, lock_wait_seconds=20).migrate()
+    message = str(caught.value)
+    assert "V1__slow.sql was interrupted while statement 2 of 3 (line 3: 'SELECT SLEEP(30)')" in (
+        message
+    )
+    assert "scripts/migrate repair --mark-done" in message
+    assert "after_kill" not in tables(mariadb, database)
+
+    fixed = _cli("repair", "--mark-done", *common, env=env)
+    out, err = fixed.communicate(timeout=60)
+    assert fixed.returncode == 0, err
+    assert "V1__slow.sql: statement 2 marked done; the next migrate continues at statement 3" in out
+    done = _cli("migrate", *common, env=env)
+    out, err = done.communicate(timeout=60)
+    assert done.returncode == 0, err
+    assert "applied V1__slow.sql" in out
+    assert {"before_kill", "after_kill"} <= tables(mariadb, database)
+    assert history(mariadb, database) == [("V1__slow.sql", "success", 1, 3)]
+
+
+def test_repair_retry_runs_the_interrupted_statement_again(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(
+        tmp_path, {"V1__two.sql": "CREATE TABLE one (x INT);\nCREATE TABLE two (x INT);\n"}
+    )
+    migrator_for(mariadb, database, location).migrate()
+    # Simulate what a kill -9 leaves behind during statement 2 (which had not taken effect).
+    query(mariadb, database, "DROP TABLE two")
+    query(
+        mariadb,
+        database,
+        "UPDATE schema_history SET state='in_progress', success=0, statements_done=1, "
+        "statement_checksums=SUBSTRING_INDEX(statement_checksums, ' ', 1)",
+    )
+    with pytest.raises(InterruptedMigrationError):
+        migrator_for(mariadb, database, location).migrate()
+    messages = migrator_for(mariadb, database, location).repair("retry")
+    assert messages == ["V1__two.sql: statement 2 will run again on the next migrate"]
+    assert migrator_for(mariadb, database, location).migrate().applied == ["V1__two.sql"]
+    assert "two" in tables(mariadb, database)
