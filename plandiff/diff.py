@@ -1,0 +1,245 @@
+"""Resource-level and property-level differences between two plans of one stack."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from plandiff.model import SECRET, PlanSnapshot, Resource
+from plandiff.rules import (
+    DATA_BEARING_TYPES,
+    DB_INSTANCE,
+    RISKY_IN_PLACE,
+    camel,
+    forces_replacement,
+)
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class PropertyChange:
+    path: str  # e.g. "storageEncrypted", "parameters[long_query_time].value", "options.protect"
+    before: Any  # _MISSING renders as "(absent)"
+    after: Any
+    replaces: bool = False  # this change forces the provider to replace the resource
+
+    @property
+    def top_level(self) -> str:
+        return self.path.split(".")[0].split("[")[0]
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    resource: Resource  # the head side
+    changes: tuple[PropertyChange, ...]
+
+    @property
+    def replaces(self) -> bool:
+        return any(change.replaces for change in self.changes)
+
+
+@dataclass(frozen=True)
+class Flag:
+    kind: str  # stable identifier, e.g. "replacement", "public-access-on"
+    subject: str  # what it is about: a resource name or a migration script
+    message: str
+
+
+@dataclass
+class StackDiff:
+    stack: str
+    added: list[Resource] = field(default_factory=list)
+    removed: list[Resource] = field(default_factory=list)
+    changed: list[ResourceChange] = field(default_factory=list)
+    outputs: list[PropertyChange] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
+
+    @property
+    def has_resource_changes(self) -> bool:
+        return bool(self.added or self.removed or self.changed or self.outputs)
+
+
+def is_absent(value: Any) -> bool:
+    return value is _MISSING
+
+
+def flatten(value: Any, path: str = "") -> dict[str, Any]:
+    """Leaf values by path. Lists of objects that all carry a `name` are keyed by it
+    (`parameters[long_query_time].value`), so a reordering is not reported as a change."""
+    if isinstance(value, dict) and value:
+        leaves: dict[str, Any] = {}
+        for key in sorted(value):
+            leaves.update(flatten(value[key], f"{path}.{key}" if path else str(key)))
+        return leaves
+    if isinstance(value, list) and value:
+        if all(isinstance(item, dict) and isinstance(item.get("name"), str) for item in value):
+            names = [item["name"] for item in value]
+            if len(set(names)) == len(names):
+                leaves = {}
+                for item in value:
+                    rest = {k: v for k, v in item.items() if k != "name"}
+                    leaves.update(flatten(rest or True, f"{path}[{item['name']}]"))
+                return leaves
+        if all(not isinstance(item, dict | list) for item in value):
+            # a list of scalars: one leaf, compared as a set when order does not matter
+            return {path: value}
+        leaves = {}
+        for index, item in enumerate(value):
+            leaves.update(flatten(item, f"{path}[{index}]"))
+        return leaves
+    return {path: value}
+
+
+def _same(before: Any, after: Any) -> bool:
+    if isinstance(before, list) and isinstance(after, list):
+        try:
+            return sorted(map(_canonical, before)) == sorted(map(_canonical, after))
+        except TypeError:
+            return before == after
+    return _canonical(before) == _canonical(after)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def property_changes(before: Resource, after: Resource) -> list[PropertyChange]:
+    old = flatten(before.inputs)
+    new = flatten(after.inputs)
+    old.update({f"options.{k}": v for k, v in flatten(before.options).items()})
+    new.update({f"options.{k}": v for k, v in flatten(after.options).items()})
+    changes = []
+    for path in sorted(set(old) | set(new)):
+        a, b = old.get(path, _MISSING), new.get(path, _MISSING)
+        if a is not _MISSING and b is not _MISSING and _same(a, b):
+            continue
+        top = path.split(".")[0].split("[")[0]
+        replaces = not path.startswith("options.") and forces_replacement(
+            after.type, after.options, top
+        )
+        changes.append(PropertyChange(path, a, b, replaces))
+    return changes
+
+
+def diff_plans(base: PlanSnapshot, head: PlanSnapshot) -> StackDiff:
+    diff = StackDiff(stack=head.stack)
+    for urn in sorted(set(head.resources) - set(base.resources)):
+        diff.added.append(head.resources[urn])
+    for urn in sorted(set(base.resources) - set(head.resources)):
+        diff.removed.append(base.resources[urn])
+    for urn in sorted(set(base.resources) & set(head.resources)):
+        changes = property_changes(base.resources[urn], head.resources[urn])
+        if changes:
+            diff.changed.append(ResourceChange(head.resources[urn], tuple(changes)))
+    old_outputs, new_outputs = flatten(base.outputs), flatten(head.outputs)
+    for path in sorted(set(old_outputs) | set(new_outputs)):
+        a, b = old_outputs.get(path, _MISSING), new_outputs.get(path, _MISSING)
+        if a is _MISSING or b is _MISSING or not _same(a, b):
+            diff.outputs.append(PropertyChange(path, a, b))
+    diff.flags = resource_flags(diff)
+    return diff
+
+
+# --- flags ----------------------------------------------------------------------------------
+
+
+def _get(inputs: dict[str, Any], prop: str) -> Any:
+    for key, value in inputs.items():
+        if camel(key) == prop:
+            return value
+    return None
+
+
+def _is_replica(resource: Resource) -> bool:
+    return bool(_get(resource.inputs, "replicateSourceDb"))
+
+
+def _label(resource: Resource) -> str:
+    kind = "read replica" if _is_replica(resource) else "database instance"
+    return f"{kind} ({resource.type})" if resource.type == DB_INSTANCE else resource.type
+
+
+def resource_flags(diff: StackDiff) -> list[Flag]:
+    flags: list[Flag] = []
+    for resource in diff.removed:
+        if resource.type in DATA_BEARING_TYPES and not _is_replica(resource):
+            what = "database instance" if resource.type == DB_INSTANCE else "KMS key"
+            flags.append(Flag("deleted", resource.name, f"the {what} ({resource.type}) is deleted"))
+    for resource in diff.added:
+        if resource.type != DB_INSTANCE:
+            continue
+        if _get(resource.inputs, "publiclyAccessible") is True:
+            flags.append(
+                Flag(
+                    "public-access-on",
+                    resource.name,
+                    f"new {_label(resource)} is publicly accessible",
+                )
+            )
+        if _get(resource.inputs, "storageEncrypted") is False:
+            flags.append(
+                Flag(
+                    "encryption-off",
+                    resource.name,
+                    f"new {_label(resource)} has unencrypted storage",
+                )
+            )
+    for change in diff.changed:
+        flags.extend(_change_flags(change))
+    return flags
+
+
+def _change_flags(change: ResourceChange) -> list[Flag]:
+    resource = change.resource
+    if resource.type != DB_INSTANCE:
+        return []
+    flags: list[Flag] = []
+    label = _label(resource)
+    replacing = sorted({c.top_level for c in change.changes if c.replaces})
+    if replacing:
+        flags.append(
+            Flag(
+                "replacement",
+                resource.name,
+                f"the {label} is REPLACED (deleted and re-created: data is lost unless restored "
+                f"from a snapshot) because these properties changed: {', '.join(replacing)}",
+            )
+        )
+    by_prop = {camel(c.path): c for c in change.changes if "." not in c.path and "[" not in c.path}
+    protection = by_prop.get("deletionProtection")
+    if protection and protection.before is True and protection.after is not True:
+        flags.append(
+            Flag(
+                "deletion-protection-off", resource.name, f"{label}: deletion protection turned off"
+            )
+        )
+    public = by_prop.get("publiclyAccessible")
+    if public and public.after is True and public.before is not True:
+        flags.append(Flag("public-access-on", resource.name, f"{label}: public access turned on"))
+    encryption = by_prop.get("storageEncrypted")
+    if encryption and encryption.before is True and encryption.after is not True:
+        flags.append(
+            Flag("encryption-off", resource.name, f"{label}: storage encryption turned off")
+        )
+    retention = by_prop.get("backupRetentionPeriod")
+    if retention and isinstance(retention.before, int):
+        after = retention.after if isinstance(retention.after, int) else None
+        if after is None or after < retention.before:
+            shown = "unset" if after is None else str(after)
+            flags.append(
+                Flag(
+                    "backup-retention-lowered",
+                    resource.name,
+                    f"{label}: backup retention lowered from {retention.before} to {shown} days",
+                )
+            )
+    for prop, why in RISKY_IN_PLACE.get(resource.type, {}).items():
+        if prop in by_prop and not by_prop[prop].replaces:
+            flags.append(Flag("risky-change", resource.name, f"{label}: {why}"))
+    return flags
+
+
+def is_secret(value: Any) -> bool:
+    return value == SECRET
