@@ -458,3 +458,78 @@ def test_provider_serialises_by_reference_and_loads_in_a_fresh_interpreter(
 
 def history_table() -> str:
     return history.TABLE
+
+
+# --- Pulumi's provider host: the real `python -m pulumi.dynamic` process, over gRPC -----------
+
+
+def test_pulumis_provider_host_runs_the_provider_from_the_project_directory(
+    mariadb: MariaDBServer, database: str, secret_arn: str, location: Path
+) -> None:
+    """What `pulumi preview`/`up` do: the engine starts the Python provider host in the project
+    directory and sends it the serialised provider with each request."""
+    import asyncio
+    import os
+
+    import grpc
+    from pulumi.runtime import proto, rpc
+    from pulumi.runtime.proto import provider_pb2_grpc
+
+    def struct(values: dict[str, Any]) -> Any:
+        return asyncio.run(rpc.serialize_properties(values, {}))
+
+    serialized = serialize_provider(SchemaMigrationsProvider())
+    props = {**make_props(mariadb, database, secret_arn, location), "__provider": serialized}
+    urn = "urn:pulumi:staging::appdb::pulumi-python:dynamic/appdb:SchemaMigrations::schema"
+    host = subprocess.Popen(
+        [sys.executable, "-m", "pulumi.dynamic"],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},  # AWS_* from `aws`
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert host.stdout is not None
+        port = int(host.stdout.readline())
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = provider_pb2_grpc.ResourceProviderStub(channel)
+
+            created = stub.Create(proto.CreateRequest(urn=urn, properties=struct(props)))
+            outs = rpc.deserialize_properties(created.properties)
+            assert outs["applied"] == props["migrations"]
+            assert mariadb.admin_password not in json.dumps(outs)
+
+            no_change = stub.Diff(
+                proto.DiffRequest(id=created.id, urn=urn, olds=struct(outs), news=struct(props))
+            )
+            assert no_change.changes == proto.DiffResponse.DIFF_NONE
+            write_migrations(location, {"V3__first_widget.sql": V3})
+            news = {**props, "migrations": load_migrations(location).checksums()}
+            some = stub.Diff(
+                proto.DiffRequest(id=created.id, urn=urn, olds=struct(outs), news=struct(news))
+            )
+            assert some.changes == proto.DiffResponse.DIFF_SOME
+            assert list(some.replaces) == []
+
+            # A failure as `pulumi up` would show it: the provider's traceback, ending in one
+            # readable line, with no secret anywhere in it.
+            put_secret(secret_arn, mariadb, database, "not-the-password")
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Update(
+                    proto.UpdateRequest(
+                        id=created.id, urn=urn, olds=struct(outs), news=struct(news)
+                    )
+                )
+            details = caught.value.details()  # type: ignore[attr-defined]
+            last_line = details.strip().splitlines()[-1]
+            assert last_line.startswith(
+                "infra.providers.migrations.SchemaMigrationsError: schema migrations for "
+                f"database '{database}' on {mariadb.host}:{mariadb.port} failed: "
+            ), last_line
+            assert "access denied" in last_line
+            assert "not-the-password" not in details
+            assert mariadb.admin_password not in details
+            assert "During handling of the above exception" not in details
+    finally:
+        host.kill()
+        host.wait()

@@ -297,7 +297,8 @@ def _readable_errors(props: Mapping[str, Any], action: Callable[[], T]) -> T:
     try:
         return action()
     except (MigrationError, SchemaMigrationsError) as error:
-        target = f"database {props.get('database')!r} on {props.get('host')}:{props.get('port')}"
+        port = _normalise(props.get("port"))
+        target = f"database {props.get('database')!r} on {props.get('host')}:{port}"
         message = str(error)
         raise SchemaMigrationsError(f"schema migrations for {target} failed: {message}") from None
 
