@@ -55,8 +55,8 @@ class MasterRotationResult:
     rotated: bool  # False when this rotation had already completed
 
 
-def token_parts(request: MasterRotation) -> tuple[str, ...]:
-    return ("master", request.secret_arn, request.rotation, request.new_password)
+def token_parts(secret_arn: str, rotation: str, new_password: str) -> tuple[str, ...]:
+    return ("master", secret_arn, rotation, new_password)
 
 
 def rotate_master(request: MasterRotation) -> MasterRotationResult:
@@ -67,7 +67,11 @@ def rotate_master(request: MasterRotation) -> MasterRotationResult:
             f"secret {request.secret_arn} has no AWSCURRENT value: the initial secret version "
             "(written when the instance was created) must exist before rotation"
         )
-    token, staged = claim_version(store, request.secret_arn, token_parts(request))
+    token, staged = claim_version(
+        store,
+        request.secret_arn,
+        token_parts(request.secret_arn, request.rotation, request.new_password),
+    )
     if staged is not None and CURRENT in staged.stages:
         return MasterRotationResult(
             token, store.version_with(request.secret_arn, PREVIOUS), rotated=False

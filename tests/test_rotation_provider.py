@@ -1,0 +1,198 @@
+"""The rotation dynamic providers, called as Pulumi's provider host calls them, against the
+real rotation code, a real MariaDB and moto; and serialised as the SDK serialises them."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pulumi.dynamic.dynamic import serialize_provider
+from rotation_support import can_login, create_secret, make_master, master_secret, value
+
+from infra.providers.rotation import (
+    UNKNOWN,
+    ApplicationUsersProvider,
+    CredentialRotationError,
+    MasterPasswordRotationProvider,
+)
+from rotation.grants import ROLE_PRIVILEGES, schema_target
+from standins.mariadb import MariaDBServer
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD_1 = "Rotated-Master.Password~number+1"
+PASSWORD_2 = "Rotated-Master.Password~number+2"
+
+
+@pytest.fixture
+def master(mariadb: MariaDBServer, database: str, aws: str) -> dict[str, Any]:
+    user, password = make_master(mariadb)
+    return {
+        "user": user,
+        "password": password,
+        "database": database,
+        "arn": master_secret(mariadb, user, password, database),
+    }
+
+
+def master_props(mariadb: MariaDBServer, master: dict, rotation: str, password: str) -> dict:
+    checked = MasterPasswordRotationProvider().check(
+        {},
+        {
+            "secret_arn": master["arn"],
+            "region": "us-east-1",
+            "host": mariadb.host,
+            "port": mariadb.port,
+            "rotation": rotation,
+            "new_password": password,
+            "ca_bundle": str(mariadb.ca_path),
+            "connect_deadline_seconds": 5,
+            "test_deadline_seconds": 1,
+        },
+    )
+    assert not checked.failures
+    return checked.inputs
+
+
+def test_master_provider_rotates_on_a_new_value_only(mariadb, master):
+    provider = MasterPasswordRotationProvider()
+    first = master_props(mariadb, master, "2026-01", PASSWORD_1)
+    created = provider.create(first)
+    outs = dict(created.outs or {})
+    assert PASSWORD_1 not in json.dumps(outs) and "new_password" not in outs
+    assert value(master["arn"])["password"] == PASSWORD_1
+    assert can_login(mariadb, master["user"], PASSWORD_1)
+
+    # Same rotation value (and so the same keeper-bound password): no change.
+    assert provider.diff(created.id, outs, first).changes is False
+    # A new value: changes, and the update rotates.
+    second = master_props(mariadb, master, "2026-02", PASSWORD_2)
+    assert provider.diff(created.id, outs, second).changes is True
+    # During preview the replaced RandomPassword is unknown: still a change.
+    assert provider.diff(created.id, outs, {**second, "new_password": UNKNOWN}).changes is True
+    updated = dict(provider.update(created.id, outs, second).outs or {})
+    assert updated["previous_version_id"] == outs["version_id"]
+    assert value(master["arn"])["password"] == PASSWORD_2
+    assert value(master["arn"], "AWSPREVIOUS")["password"] == PASSWORD_1
+    assert provider.diff(created.id, updated, second).changes is False
+    assert PASSWORD_2 not in json.dumps(updated)
+
+
+def test_master_provider_failure_is_one_readable_secret_free_message(mariadb, master):
+    provider = MasterPasswordRotationProvider()
+    props = master_props(mariadb, master, "2026-01", PASSWORD_1)
+    root = mariadb.root_connection()
+    with root.cursor() as cur:
+        cur.execute(f"ALTER USER `{master['user']}`@'%' WITH MAX_USER_CONNECTIONS 1")
+    try:
+        with pytest.raises(CredentialRotationError) as failure:
+            provider.create(props)
+    finally:
+        with root.cursor() as cur:
+            cur.execute(f"ALTER USER `{master['user']}`@'%' WITH MAX_USER_CONNECTIONS 0")
+        root.close()
+    message = str(failure.value)
+    assert message.startswith("master password rotation: master rotation of")
+    assert PASSWORD_1 not in message and master["password"] not in message
+    assert failure.value.__cause__ is None and failure.value.__suppress_context__
+    assert can_login(mariadb, master["user"], master["password"])
+    provider.create(props)  # re-run after the cause is fixed completes
+    assert can_login(mariadb, master["user"], PASSWORD_1)
+
+
+def users_props(mariadb: MariaDBServer, master: dict, rotation: str, prefix: str) -> dict:
+    checked = ApplicationUsersProvider().check(
+        {},
+        {
+            "master_secret_arn": master["arn"],
+            "region": "us-east-1",
+            "schema": master["database"],
+            "rotation": rotation,
+            "roles": {
+                "app": {"secret_arn": master["app"], "host": mariadb.host, "port": mariadb.port},
+                "readonly": {
+                    "secret_arn": master["readonly"],
+                    "host": "localhost",
+                    "port": mariadb.port,
+                },
+            },
+            "privileges": {role: list(p) for role, p in ROLE_PRIVILEGES.items()},
+            "account_prefix": prefix,
+            "ca_bundle": str(mariadb.ca_path),
+            "connect_deadline_seconds": 5,
+            "test_deadline_seconds": 1,
+        },
+    )
+    assert not checked.failures
+    return checked.inputs
+
+
+def test_application_users_provider_lifecycle_with_drift_repair(mariadb, master):
+    master["app"], master["readonly"] = create_secret(), create_secret()
+    prefix = "prov_"
+    provider = ApplicationUsersProvider()
+    props = users_props(mariadb, master, "r1", prefix)
+    created = provider.create(props)
+    outs = dict(created.outs or {})
+    assert outs["active_users"] == {"app": "prov_app_a", "readonly": "prov_readonly_a"}
+    app_password = value(master["app"])["password"]
+    assert app_password not in json.dumps(outs)  # never in outputs/state
+    assert provider.diff(created.id, outs, props).changes is False
+
+    # A grant revoked by hand: refresh (read) sees it, diff reports it, update repairs it.
+    target = schema_target(master["database"])
+    root = mariadb.root_connection()
+    with root.cursor() as cur:
+        cur.execute(f"REVOKE INSERT ON {target} FROM prov_app_a")
+    refreshed = dict(provider.read(created.id, outs).outs or {})
+    assert f"INSERT ON {target}" not in refreshed["grants"]["prov_app_a"]
+    assert provider.diff(created.id, refreshed, props).changes is True
+    repaired = dict(provider.update(created.id, refreshed, props).outs or {})
+    assert f"INSERT ON {target}" in repaired["grants"]["prov_app_a"]
+    assert repaired["version_ids"] == outs["version_ids"]  # not rotated
+    assert provider.diff(created.id, repaired, props).changes is False
+
+    # A new rotation value flips both roles to their b accounts.
+    rotated_props = users_props(mariadb, master, "r2", prefix)
+    assert provider.diff(created.id, repaired, rotated_props).changes is True
+    rotated = dict(provider.update(created.id, repaired, rotated_props).outs or {})
+    assert rotated["active_users"] == {"app": "prov_app_b", "readonly": "prov_readonly_b"}
+    with root.cursor() as cur:
+        # Leave no accounts behind on the shared server.
+        for user in ("app_a", "app_b", "readonly_a", "readonly_b"):
+            cur.execute(f"DROP USER IF EXISTS prov_{user}")
+    root.close()
+
+
+@pytest.mark.parametrize(
+    "provider_class", [MasterPasswordRotationProvider, ApplicationUsersProvider]
+)
+def test_providers_serialise_by_reference_and_load_in_a_fresh_interpreter(provider_class):
+    serialized = serialize_provider(provider_class())  # what the SDK stores in `__provider`
+    raw = base64.b64decode(serialized)
+    assert b"infra.providers.rotation" in raw and provider_class.__name__.encode() in raw
+    for leaked in (b"boto", b"pymysql", b"Connection", b"secretsmanager", b"password"):
+        assert leaked not in raw, f"{leaked!r} captured in the serialised provider"
+    script = (
+        "import base64, json, sys, dill\n"
+        "provider = dill.loads(base64.b64decode(sys.stdin.read()))\n"
+        "print(json.dumps({'type': type(provider).__module__ + '.' + type(provider).__name__,\n"
+        "  'attrs': sorted(vars(provider))}))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        input=serialized,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    loaded = json.loads(completed.stdout)
+    assert loaded == {"type": f"infra.providers.rotation.{provider_class.__name__}", "attrs": []}
