@@ -197,10 +197,12 @@ def test_check_rejects_password_inputs_and_bad_values() -> None:
             "location": "schema",
             "migrations": {"V1__a.sql": 5},
             "master_password": "hunter2",
+            "ca_bundle": "certs/no-such-bundle.pem",
         },
     )
     reasons = {failure.property: failure.reason for failure in result.failures}
-    assert set(reasons) == {"port", "database", "migrations", "master_password"}
+    assert set(reasons) == {"port", "database", "migrations", "master_password", "ca_bundle"}
+    assert "certs/no-such-bundle.pem" in reasons["ca_bundle"]
     assert "70000" in reasons["port"]
     assert "hunter2" not in json.dumps(reasons)
 

@@ -55,8 +55,7 @@ OPTIONAL_INPUTS: dict[str, Any] = {
     "instance_identifier": None,  # RDS instance to snapshot before migrating
 }
 INPUT_KEYS = (*REQUIRED_STRINGS, "port", "migrations", *OPTIONAL_INPUTS)
-# Inputs whose change needs a run even when the migration map is unchanged (a new database).
-TARGET_KEYS = ("host", "port", "database")
+RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 
 
 class SchemaMigrationsError(Exception):
@@ -151,6 +150,16 @@ class SchemaMigrationsProvider(dynamic.ResourceProvider):
         ):
             failures.append(
                 dynamic.CheckFailure("migrations", "must map script name to checksum (strings)")
+            )
+        ca_bundle = news.get("ca_bundle")
+        if isinstance(ca_bundle, str) and ca_bundle and not _project_path(ca_bundle).is_file():
+            # Caught at preview rather than when `up` first connects.
+            failures.append(
+                dynamic.CheckFailure(
+                    "ca_bundle",
+                    f"CA bundle {ca_bundle} not found (relative to the project directory); "
+                    f"for RDS download {RDS_CA_BUNDLE_URL} to that path",
+                )
             )
         inputs = {**OPTIONAL_INPUTS, **news}
         return dynamic.CheckResult(inputs, failures)
