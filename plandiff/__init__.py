@@ -124,7 +124,7 @@ def compare(
             head_dir = extract_revision(project_dir, head_commit, scratch / "head")
             head_label = f"{code(head)} ({code(head_commit[:12])})"
         jobs = [(base_dir, s, "base") for s in stacks] + [(head_dir, s, "head") for s in stacks]
-        plans = plan_all(jobs, scratch)
+        plans = plan_all(jobs)
         reports = build_reports(
             base_dir,
             head_dir,

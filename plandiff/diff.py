@@ -54,11 +54,12 @@ class StackDiff:
     removed: list[Resource] = field(default_factory=list)
     changed: list[ResourceChange] = field(default_factory=list)
     outputs: list[PropertyChange] = field(default_factory=list)
+    config: list[PropertyChange] = field(default_factory=list)
     flags: list[Flag] = field(default_factory=list)
 
     @property
-    def has_resource_changes(self) -> bool:
-        return bool(self.added or self.removed or self.changed or self.outputs)
+    def has_changes(self) -> bool:
+        return bool(self.added or self.removed or self.changed or self.outputs or self.config)
 
 
 def is_absent(value: Any) -> bool:
@@ -133,13 +134,24 @@ def diff_plans(base: PlanSnapshot, head: PlanSnapshot) -> StackDiff:
         changes = property_changes(base.resources[urn], head.resources[urn])
         if changes:
             diff.changed.append(ResourceChange(head.resources[urn], tuple(changes)))
-    old_outputs, new_outputs = flatten(base.outputs), flatten(head.outputs)
-    for path in sorted(set(old_outputs) | set(new_outputs)):
-        a, b = old_outputs.get(path, _MISSING), new_outputs.get(path, _MISSING)
-        if a is _MISSING or b is _MISSING or not _same(a, b):
-            diff.outputs.append(PropertyChange(path, a, b))
+    diff.outputs = _mapping_changes(base.outputs, head.outputs)
+    # config keys hold whole values (a parameter map is one key): compare them unflattened
+    diff.config = _mapping_changes(base.config, head.config, flat=False)
     diff.flags = resource_flags(diff)
     return diff
+
+
+def _mapping_changes(
+    before: dict[str, Any], after: dict[str, Any], flat: bool = True
+) -> list[PropertyChange]:
+    old = flatten(before) if flat else dict(before)
+    new = flatten(after) if flat else dict(after)
+    changes = []
+    for path in sorted(set(old) | set(new)):
+        a, b = old.get(path, _MISSING), new.get(path, _MISSING)
+        if a is _MISSING or b is _MISSING or not _same(a, b):
+            changes.append(PropertyChange(path, a, b))
+    return changes
 
 
 # --- flags ----------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ class PlanSnapshot:
     stack: str
     resources: dict[str, Resource]  # by URN
     outputs: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # "ns:key" -> value, secrets masked
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PlanSnapshot:
@@ -47,7 +48,10 @@ class PlanSnapshot:
             )
             resources[resource.urn] = resource
         return cls(
-            stack=data["stack"], resources=resources, outputs=dict(data.get("outputs") or {})
+            stack=data["stack"],
+            resources=resources,
+            outputs=dict(data.get("outputs") or {}),
+            config=dict(data.get("config") or {}),
         )
 
     @classmethod
@@ -61,6 +65,7 @@ class PlanSnapshot:
                     for r in plan.resources
                 ],
                 "outputs": plan.outputs,
+                "config": getattr(plan, "config", {}),
             }
         )
 
@@ -70,6 +75,7 @@ class PlanSnapshot:
                 "stack": self.stack,
                 "resources": [dataclasses.asdict(r) for _, r in sorted(self.resources.items())],
                 "outputs": self.outputs,
+                "config": self.config,
             },
             sort_keys=True,
             indent=1,

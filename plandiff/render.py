@@ -26,7 +26,7 @@ class StackReport:
 
     @property
     def is_empty(self) -> bool:
-        return not self.resources.has_resource_changes and self.migrations.is_empty
+        return not self.resources.has_changes and self.migrations.is_empty
 
 
 def code(text: str) -> str:
@@ -77,6 +77,9 @@ def render_stack(report: StackReport) -> list[str]:
         out += [f"- **{f.kind}** · {code(f.subject)}: {f.message}" for f in report.flags]
         out.append("")
     r = report.resources
+    if r.config:
+        out += ["### Stack config", ""]
+        out += _property_table("Key", r.config)
     for title, resources in (("Added", r.added), ("Removed", r.removed)):
         if resources:
             out += [f"### {title}", "", "| Type | Name | Component |", "|---|---|---|"]
@@ -98,6 +101,7 @@ def render_stack(report: StackReport) -> list[str]:
     if r.outputs:
         out += ["### Stack outputs", ""]
         out += _property_table("Output", r.outputs)
+
     m = report.migrations
     if m.pending or m.removed:
         out += [f"### Migrations that would become pending ({code(m.location + '/')})", ""]
