@@ -1,0 +1,96 @@
+"""appdb: production-grade RDS MySQL per environment.
+
+Reads the stack's settings (validated before anything is declared) and wires the components.
+Later wiring (schema migrations, credential rotation) is appended at the end and can use the
+module-level names below: settings, aws_provider, encryption, network, credentials, database.
+"""
+
+import pulumi
+
+from infra.credentials import Credentials, CredentialsArgs
+from infra.database import Database, DatabaseArgs
+from infra.encryption import Encryption, EncryptionArgs
+from infra.network import Network, NetworkArgs
+from infra.settings import load_settings
+from infra.tagging import tagged_provider
+
+settings = load_settings()
+
+# Every AWS resource goes through this provider, which adds the standard tags (infra/tagging.py).
+aws_provider = tagged_provider(settings)
+with_provider = pulumi.ResourceOptions(providers=[aws_provider])
+
+encryption = Encryption(
+    "encryption",
+    EncryptionArgs(
+        project=settings.project,
+        environment=settings.environment,
+        region=settings.region,
+        deletion_window_days=settings.kms_deletion_window_days,
+    ),
+    opts=with_provider,
+)
+
+network = Network(
+    "network",
+    NetworkArgs(
+        name_prefix=settings.name_prefix,
+        vpc_cidr=settings.vpc_cidr,
+        availability_zone_count=settings.availability_zone_count,
+        existing_vpc_id=settings.existing_vpc_id,
+        existing_subnet_ids=settings.existing_subnet_ids,
+        database_port=settings.port,
+        flow_log_retention_days=settings.flow_log_retention_days,
+        kms_key_arn=encryption.key_arn,
+    ),
+    opts=with_provider,
+)
+
+credentials = Credentials(
+    "credentials",
+    CredentialsArgs(
+        project=settings.project,
+        environment=settings.environment,
+        username=settings.master_username,
+        password_length=settings.master_password_length,
+        recovery_window_days=settings.secret_recovery_window_days,
+        kms_key_arn=encryption.key_arn,
+    ),
+    opts=with_provider,
+)
+
+database = Database(
+    "database",
+    DatabaseArgs(
+        settings=settings,
+        kms_key_arn=encryption.key_arn,
+        subnet_group_name=network.db_subnet_group_name,
+        security_group_id=network.db_security_group_id,
+        availability_zones=network.availability_zones,
+        master_username=credentials.username,
+        master_password=credentials.password,
+    ),
+    opts=with_provider,
+)
+
+# The secret's value needs the instance's address, so it is written once the instance exists.
+credentials.record_connection(
+    host=database.address,
+    port=database.port,
+    dbname=database.name,
+    instance_identifier=database.identifier,
+)
+
+pulumi.export("writerEndpoint", pulumi.Output.secret(database.address))
+pulumi.export("port", database.port)
+pulumi.export("databaseName", database.name)
+pulumi.export("masterUsername", pulumi.Output.secret(credentials.username))
+pulumi.export("secretArn", credentials.secret_arn)
+pulumi.export("kmsKeyArn", encryption.key_arn)
+pulumi.export(
+    "replicaEndpoints", pulumi.Output.secret(pulumi.Output.all(*database.replica_addresses))
+)
+pulumi.export("vpcId", network.vpc_id)
+pulumi.export("subnetIds", network.subnet_ids)
+pulumi.export("databaseSecurityGroupId", network.db_security_group_id)
+pulumi.export("applicationSecurityGroupId", network.app_security_group_id)

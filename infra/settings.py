@@ -1,0 +1,581 @@
+"""One typed, validated settings object built from the stack's config before any resource exists.
+
+Defaults live in one place only: the `config:` block of Pulumi.yaml, which the Pulumi CLI (and the
+offline planner) applies before the program runs. A key missing here therefore means the program
+was started without the project's config and is reported like any other problem.
+
+`parse_settings` is pure (a mapping of raw config strings in, Settings or SettingsError out) so it
+can be tested without the Pulumi engine; `load_settings` reads the running stack's config.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+PROJECT_NAMESPACE = "appdb"
+
+# Keys whose values are structured (an object or a list, JSON in the engine's config); Pulumi.yaml
+# cannot declare them, so they are optional here and documented in docs/infrastructure.md.
+STRUCTURED_KEYS = ("dbParameters", "existingSubnetIds")
+
+# The seed's parameter settings plus TLS-only connections and utf8mb4 (the MySQL 8 default
+# collation). Stack config (appdb:dbParameters) can add to or override these.
+DEFAULT_DB_PARAMETERS: dict[str, str] = {
+    "slow_query_log": "1",
+    "long_query_time": "2",
+    "general_log": "0",
+    "innodb_buffer_pool_size": "{DBInstanceClassMemory*3/4}",
+    "require_secure_transport": "1",
+    "character_set_server": "utf8mb4",
+    "collation_server": "utf8mb4_0900_ai_ci",
+}
+# Static parameters only take effect after a reboot; RDS rejects apply_method=immediate for them.
+STATIC_DB_PARAMETERS = frozenset({"innodb_buffer_pool_size", "innodb_log_file_size"})
+# Parameters whose value is a security invariant of this stack: overrides may not weaken them.
+PINNED_DB_PARAMETERS = {"require_secure_transport": "1"}
+
+# RDS MySQL does not offer Performance Insights on these classes.
+NO_PERFORMANCE_INSIGHTS_CLASSES = frozenset(
+    {"db.t2.micro", "db.t2.small", "db.t3.micro", "db.t3.small", "db.t4g.micro", "db.t4g.small"}
+)
+CLOUDWATCH_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
+    1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
+RESERVED_USERNAMES = frozenset({"admin", "root", "rdsadmin", "rdsrepladmin", "mysql", "sys"})
+
+_INSTANCE_CLASS = re.compile(r"^db\.[a-z][a-z0-9-]*\.[a-z0-9]+(?:\.[a-z0-9]+)*$")
+_ENGINE_VERSION = re.compile(r"^(8)\.(0|4)\.(\d+)$")
+_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_HHMM = r"(?:[01]\d|2[0-3]):[0-5]\d"
+_DAY = r"(?:mon|tue|wed|thu|fri|sat|sun)"
+_BACKUP_WINDOW = re.compile(rf"^{_HHMM}-{_HHMM}$")
+_MAINTENANCE_WINDOW = re.compile(rf"^{_DAY}:{_HHMM}-{_DAY}:{_HHMM}$")
+_VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+_SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_PARAMETER_NAME = re.compile(r"^[a-z][a-z0-9_.]*$")
+_TOKEN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+_CA_IDENTIFIER = re.compile(r"^rds-ca-[a-z0-9-]+$")
+
+
+class SettingsError(ValueError):
+    """Invalid stack configuration; lists every problem found."""
+
+    def __init__(self, environment: str, problems: list[str]):
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"invalid configuration for stack '{environment}' "
+            f"({len(problems)} problem{'s' if len(problems) != 1 else ''}); "
+            f"nothing was declared:\n{lines}"
+        )
+
+
+@dataclass(frozen=True)
+class DbParameter:
+    name: str
+    value: str
+    apply_method: str  # "immediate" or "pending-reboot"
+
+
+@dataclass(frozen=True)
+class MigrationSettings:
+    location: str
+    snapshot_before_migrate: bool
+    out_of_order: bool
+    lock_wait_seconds: int
+    statement_lock_wait_seconds: int
+    connect_deadline_seconds: int
+    ca_bundle_path: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    environment: str
+    region: str
+    # network
+    vpc_cidr: str
+    availability_zone_count: int
+    existing_vpc_id: str | None
+    existing_subnet_ids: tuple[str, ...]
+    flow_log_retention_days: int
+    # encryption
+    kms_deletion_window_days: int
+    # credentials
+    master_username: str
+    master_password_length: int
+    secret_recovery_window_days: int
+    credentials_rotation: str
+    # database
+    database_name: str
+    engine_version: str
+    parameter_group_family: str
+    instance_class: str
+    replica_instance_class: str
+    read_replica_count: int
+    allocated_storage: int
+    max_allocated_storage: int
+    port: int
+    multi_az: bool
+    backup_retention_days: int
+    backup_window: str
+    maintenance_window: str
+    deletion_protection: bool
+    final_snapshot: bool
+    apply_immediately: bool
+    monitoring_interval_seconds: int
+    performance_insights_retention_days: int
+    log_retention_days: int
+    ca_cert_identifier: str
+    db_parameters: tuple[DbParameter, ...]
+    migrations: MigrationSettings
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def creates_network(self) -> bool:
+        return self.existing_vpc_id is None
+
+    @property
+    def major_engine_version(self) -> str:
+        return ".".join(self.engine_version.split(".")[:2])
+
+    @property
+    def name_prefix(self) -> str:
+        """Prefix of physical names: `<project>-<environment>`."""
+        return f"{self.project}-{self.environment}"
+
+
+class _Reader:
+    """Parses raw config strings, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, raw: Mapping[str, Any], secret_keys: frozenset[str]):
+        self.raw = raw
+        self.secret_keys = secret_keys
+        self.problems: list[str] = []
+
+    def _shown(self, key: str, value: Any) -> str:
+        if f"{PROJECT_NAMESPACE}:{key}" in self.secret_keys:
+            return "[secret]"
+        return json.dumps(value) if not isinstance(value, str) else repr(value)
+
+    def problem(self, key: str, value: Any, allowed: str) -> None:
+        self.problems.append(f"{PROJECT_NAMESPACE}:{key} = {self._shown(key, value)}: {allowed}")
+
+    def _get(self, key: str) -> Any:
+        value = self.raw.get(key)
+        if value is None:
+            self.problems.append(
+                f"{PROJECT_NAMESPACE}:{key} is not set: Pulumi.yaml declares its default, "
+                "so run the program through the Pulumi CLI or scripts/plan"
+            )
+        return value
+
+    def string(self, key: str, check: Callable[[str], bool], allowed: str, fallback: str) -> str:
+        value = self._get(key)
+        if value is None:
+            return fallback
+        text = str(value)
+        if not check(text):
+            self.problem(key, text, allowed)
+            return fallback
+        return text
+
+    def integer(self, key: str, low: int, high: int, fallback: int, allowed: str = "") -> int:
+        value = self._get(key)
+        if value is None:
+            return fallback
+        allowed = allowed or f"must be an integer from {low} to {high}"
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            self.problem(key, value, allowed)
+            return fallback
+        if not low <= number <= high:
+            self.problem(key, value, allowed)
+            return fallback
+        return number
+
+    def choice(self, key: str, choices: tuple[int, ...], fallback: int) -> int:
+        allowed = "must be one of " + ", ".join(str(c) for c in choices)
+        number = self.integer(key, min(choices), max(choices), fallback, allowed)
+        if number not in choices:
+            self.problem(key, self.raw.get(key), allowed)
+            return fallback
+        return number
+
+    def boolean(self, key: str, fallback: bool = False) -> bool:
+        value = self._get(key)
+        if value is None:
+            return fallback
+        text = str(value).strip().lower()
+        if text not in ("true", "false"):
+            self.problem(key, value, "must be true or false")
+            return fallback
+        return text == "true"
+
+    def structured(self, key: str) -> Any:
+        """An optional object/list key; the engine passes these as JSON text."""
+        value = self.raw.get(key)
+        if value is None or value == "":
+            return None
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                self.problem(key, value, "must be a YAML object or list in the stack file")
+                return None
+        return value
+
+
+def _valid_cidr(text: str) -> bool:
+    try:
+        network = ipaddress.IPv4Network(text, strict=True)
+    except ValueError:
+        return False
+    return 16 <= network.prefixlen <= 24
+
+
+def parse_settings(
+    raw: Mapping[str, Any],
+    *,
+    environment: str,
+    region: str | None,
+    secret_keys: frozenset[str] = frozenset(),
+) -> Settings:
+    """Build Settings from raw config values keyed without the `appdb:` namespace.
+
+    Raises SettingsError naming every bad key, its value and what is allowed.
+    """
+    r = _Reader(raw, secret_keys)
+    problems = r.problems
+    if not _STACK_NAME.match(environment):
+        problems.append(
+            f"stack name {environment!r}: must be 1-20 lowercase letters, digits or hyphens, "
+            "starting with a letter (it is part of physical resource names)"
+        )
+    if not region:
+        problems.append("aws:region is not set: name the AWS region in the stack file")
+
+    # --- network ---
+    vpc_cidr = r.string(
+        "vpcCidr",
+        _valid_cidr,
+        "must be an IPv4 network in CIDR form with a /16 to /24 prefix",
+        "10.0.0.0/16",
+    )
+    az_count = r.integer("availabilityZoneCount", 2, 6, 2)
+    existing_vpc_id = r.string(
+        "existingVpcId",
+        lambda v: v == "" or bool(_VPC_ID.match(v)),
+        "must be empty or a VPC id like vpc-0123456789abcdef0",
+        "",
+    )
+    subnets_raw = r.structured("existingSubnetIds")
+    existing_subnets: tuple[str, ...] = ()
+    if subnets_raw is not None:
+        if isinstance(subnets_raw, list) and all(
+            isinstance(s, str) and _SUBNET_ID.match(s) for s in subnets_raw
+        ):
+            existing_subnets = tuple(subnets_raw)
+        else:
+            r.problem(
+                "existingSubnetIds",
+                subnets_raw,
+                "must be a list of subnet ids like subnet-0123abcd",
+            )
+    if existing_vpc_id and len(existing_subnets) < 2:
+        r.problem(
+            "existingSubnetIds",
+            list(existing_subnets),
+            "must list at least 2 subnet ids in different AZs when appdb:existingVpcId is set",
+        )
+    if existing_subnets and not existing_vpc_id:
+        r.problem(
+            "existingSubnetIds",
+            list(existing_subnets),
+            "is only allowed together with appdb:existingVpcId",
+        )
+    flow_log_retention = r.choice("flowLogRetentionDays", CLOUDWATCH_RETENTION_DAYS, 365)
+
+    # --- encryption ---
+    kms_window = r.integer("kmsDeletionWindowDays", 7, 30, 30)
+
+    # --- credentials ---
+    username = r.string(
+        "masterUsername",
+        lambda v: (
+            bool(_IDENTIFIER.match(v)) and len(v) <= 16 and v.lower() not in RESERVED_USERNAMES
+        ),
+        "must be 1-16 letters, digits or underscores starting with a letter, and not a well-known "
+        "name such as admin or root (FSBP RDS.25)",
+        "appdb_master",
+    )
+    password_length = r.integer("masterPasswordLength", 16, 41, 32)
+    recovery_window = r.integer(
+        "secretRecoveryWindowDays", 0, 30, 30, "must be 0 (delete at once) or from 7 to 30"
+    )
+    if 0 < recovery_window < 7:
+        r.problem(
+            "secretRecoveryWindowDays",
+            recovery_window,
+            "must be 0 (delete at once) or from 7 to 30",
+        )
+    rotation = r.string(
+        "credentialsRotation",
+        lambda v: bool(_TOKEN.match(v)),
+        "must be 1-64 letters, digits, dots, underscores or hyphens",
+        "initial",
+    )
+
+    # --- database ---
+    database_name = r.string(
+        "databaseName",
+        lambda v: bool(_IDENTIFIER.match(v)) and len(v) <= 64,
+        "must be 1-64 letters, digits or underscores starting with a letter",
+        "appdb",
+    )
+    engine_version = r.string(
+        "engineVersion",
+        lambda v: bool(_ENGINE_VERSION.match(v)),
+        "must be a full RDS MySQL 8 version such as 8.0.40 or 8.4.3",
+        "",
+    )
+    family = r.string(
+        "parameterGroupFamily",
+        lambda v: v.startswith("mysql"),
+        "must be a MySQL parameter group family such as mysql8.0",
+        "",
+    )
+    if engine_version and family:
+        expected = "mysql" + ".".join(engine_version.split(".")[:2])
+        if family != expected:
+            r.problem(
+                "parameterGroupFamily",
+                family,
+                f"must match appdb:engineVersion {engine_version!r}, i.e. be {expected!r}",
+            )
+    instance_class = r.string(
+        "instanceClass",
+        lambda v: bool(_INSTANCE_CLASS.match(v)),
+        "must be an RDS instance class such as db.t4g.medium or db.r6g.large",
+        "",
+    )
+    replica_class = r.string(
+        "replicaInstanceClass",
+        lambda v: v == "" or bool(_INSTANCE_CLASS.match(v)),
+        "must be empty (same as appdb:instanceClass) or an RDS instance class such as db.r6g.large",
+        "",
+    )
+    for key, cls in (("instanceClass", instance_class), ("replicaInstanceClass", replica_class)):
+        if cls in NO_PERFORMANCE_INSIGHTS_CLASSES:
+            r.problem(
+                key,
+                cls,
+                "Performance Insights (always on in this stack) is not available on micro/small "
+                "burstable classes: use db.t4g.medium or larger",
+            )
+    replicas = r.integer("readReplicaCount", 0, 5, 0)
+    allocated = r.integer(
+        "allocatedStorage", 20, 65536, 20, "must be an integer from 20 to 65536 (GiB, gp3)"
+    )
+    max_allocated = r.integer(
+        "maxAllocatedStorage", 20, 65536, 100, "must be an integer from 20 to 65536 (GiB)"
+    )
+    if "allocatedStorage" in raw and "maxAllocatedStorage" in raw and allocated > max_allocated:
+        r.problem(
+            "allocatedStorage",
+            raw.get("allocatedStorage"),
+            f"must not exceed appdb:maxAllocatedStorage ({max_allocated})",
+        )
+    port = r.integer("port", 1150, 65535, 3306)
+    multi_az = r.boolean("multiAz")
+    backup_days = r.integer("backupRetentionDays", 0, 35, 7)
+    if replicas > 0 and backup_days == 0 and "backupRetentionDays" in raw:
+        r.problem(
+            "backupRetentionDays",
+            raw.get("backupRetentionDays"),
+            f"must be at least 1: RDS needs automated backups on the source of read replicas "
+            f"(appdb:readReplicaCount = {replicas})",
+        )
+    backup_window = r.string(
+        "backupWindow",
+        lambda v: bool(_BACKUP_WINDOW.match(v)),
+        "must be hh:mm-hh:mm in UTC, e.g. 03:00-04:00",
+        "03:00-04:00",
+    )
+    maintenance_window = r.string(
+        "maintenanceWindow",
+        lambda v: bool(_MAINTENANCE_WINDOW.match(v)),
+        "must be ddd:hh:mm-ddd:hh:mm in UTC, e.g. sun:04:30-sun:05:30",
+        "sun:04:30-sun:05:30",
+    )
+    deletion_protection = r.boolean("deletionProtection")
+    final_snapshot = r.boolean("finalSnapshot")
+    apply_immediately = r.boolean("applyImmediately")
+    monitoring = r.choice("monitoringIntervalSeconds", (1, 5, 10, 15, 30, 60), 60)
+    pi_retention = r.choice(
+        "performanceInsightsRetentionDays", (7, *(31 * m for m in range(1, 24))), 7
+    )
+    log_retention = r.choice("logRetentionDays", CLOUDWATCH_RETENTION_DAYS, 90)
+    ca_cert = r.string(
+        "caCertIdentifier",
+        lambda v: bool(_CA_IDENTIFIER.match(v)),
+        "must be an RDS CA identifier such as rds-ca-rsa2048-g1",
+        "rds-ca-rsa2048-g1",
+    )
+    db_parameters = _db_parameters(r)
+
+    # --- migrations ---
+    migrations = MigrationSettings(
+        location=r.string(
+            "migrationsLocation",
+            lambda v: bool(v) and not v.startswith("/") and ".." not in v,
+            "must be a directory relative to the project, e.g. schema",
+            "schema",
+        ),
+        snapshot_before_migrate=r.boolean("migrationSnapshot"),
+        out_of_order=r.boolean("migrationOutOfOrder"),
+        lock_wait_seconds=r.integer("migrationLockWaitSeconds", 1, 86400, 60),
+        statement_lock_wait_seconds=r.integer("migrationStatementLockWaitSeconds", 1, 3600, 10),
+        connect_deadline_seconds=r.integer("migrationConnectDeadlineSeconds", 1, 86400, 600),
+        ca_bundle_path=r.string(
+            "tlsCaBundle",
+            lambda v: bool(v.strip()),
+            "must be the path of a PEM CA bundle",
+            "certs/rds-global-bundle.pem",
+        ),
+    )
+
+    if problems:
+        raise SettingsError(environment, problems)
+    return Settings(
+        project=PROJECT_NAMESPACE,
+        environment=environment,
+        region=region or "",
+        vpc_cidr=vpc_cidr,
+        availability_zone_count=az_count,
+        existing_vpc_id=existing_vpc_id or None,
+        existing_subnet_ids=existing_subnets,
+        flow_log_retention_days=flow_log_retention,
+        kms_deletion_window_days=kms_window,
+        master_username=username,
+        master_password_length=password_length,
+        secret_recovery_window_days=recovery_window,
+        credentials_rotation=rotation,
+        database_name=database_name,
+        engine_version=engine_version,
+        parameter_group_family=family,
+        instance_class=instance_class,
+        replica_instance_class=replica_class or instance_class,
+        read_replica_count=replicas,
+        allocated_storage=allocated,
+        max_allocated_storage=max_allocated,
+        port=port,
+        multi_az=multi_az,
+        backup_retention_days=backup_days,
+        backup_window=backup_window,
+        maintenance_window=maintenance_window,
+        deletion_protection=deletion_protection,
+        final_snapshot=final_snapshot,
+        apply_immediately=apply_immediately,
+        monitoring_interval_seconds=monitoring,
+        performance_insights_retention_days=pi_retention,
+        log_retention_days=log_retention,
+        ca_cert_identifier=ca_cert,
+        db_parameters=db_parameters,
+        migrations=migrations,
+        tags={"Project": PROJECT_NAMESPACE, "Environment": environment, "ManagedBy": "pulumi"},
+    )
+
+
+def _db_parameters(r: _Reader) -> tuple[DbParameter, ...]:
+    """The default parameters with the stack's appdb:dbParameters applied on top."""
+    merged = {
+        name: DbParameter(name, value, _apply_method(name))
+        for name, value in DEFAULT_DB_PARAMETERS.items()
+    }
+    overrides = r.structured("dbParameters")
+    if overrides is None:
+        return tuple(merged[name] for name in sorted(merged))
+    if not isinstance(overrides, dict):
+        r.problem("dbParameters", overrides, "must be an object of parameter name -> value")
+        return ()
+    for name, spec in sorted(overrides.items()):
+        key = f"dbParameters.{name}"
+        if not _PARAMETER_NAME.match(str(name)):
+            r.problem(key, spec, "parameter names are lowercase letters, digits, _ and .")
+            continue
+        if isinstance(spec, dict):
+            value, method = spec.get("value"), spec.get("applyMethod", _apply_method(name))
+            if set(spec) - {"value", "applyMethod"} or method not in (
+                "immediate",
+                "pending-reboot",
+            ):
+                r.problem(
+                    key,
+                    spec,
+                    "must be a value or {value: ..., applyMethod: immediate|pending-reboot}",
+                )
+                continue
+        else:
+            value, method = spec, _apply_method(name)
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            r.problem(key, spec, "the value must be a string or a number")
+            continue
+        text = str(value)
+        pinned = PINNED_DB_PARAMETERS.get(name)
+        if pinned is not None and text != pinned:
+            r.problem(key, spec, f"must stay {pinned}: the stack only accepts TLS connections")
+            continue
+        merged[name] = DbParameter(name, text, method)
+    return tuple(merged[name] for name in sorted(merged))
+
+
+def _apply_method(name: str) -> str:
+    return "pending-reboot" if name in STATIC_DB_PARAMETERS else "immediate"
+
+
+# Every key the program reads, for loading from the engine's config.
+SCALAR_KEYS = (
+    "vpcCidr", "availabilityZoneCount", "existingVpcId", "flowLogRetentionDays",
+    "kmsDeletionWindowDays", "masterUsername", "masterPasswordLength",
+    "secretRecoveryWindowDays", "credentialsRotation", "databaseName", "engineVersion",
+    "parameterGroupFamily", "instanceClass", "replicaInstanceClass", "readReplicaCount",
+    "allocatedStorage", "maxAllocatedStorage", "port", "multiAz", "backupRetentionDays",
+    "backupWindow", "maintenanceWindow", "deletionProtection", "finalSnapshot",
+    "applyImmediately", "monitoringIntervalSeconds", "performanceInsightsRetentionDays",
+    "logRetentionDays", "caCertIdentifier", "migrationsLocation", "migrationSnapshot",
+    "migrationOutOfOrder", "migrationLockWaitSeconds", "migrationStatementLockWaitSeconds",
+    "migrationConnectDeadlineSeconds", "tlsCaBundle",
+)  # fmt: skip
+
+
+def load_settings() -> Settings:
+    """Read and validate the running stack's config; raises SettingsError before any resource."""
+    import pulumi
+
+    config = pulumi.Config(PROJECT_NAMESPACE)
+    raw: dict[str, Any] = {}
+    secret_keys: set[str] = set()
+    for key in (*SCALAR_KEYS, *STRUCTURED_KEYS):
+        full_key = f"{PROJECT_NAMESPACE}:{key}"
+        if pulumi.runtime.is_config_secret(full_key):
+            secret_keys.add(full_key)
+            # None of these keys should be secret; read without logging the value.
+            raw[key] = pulumi.runtime.get_config(full_key)
+        else:
+            raw[key] = config.get(key)
+    region = pulumi.Config("aws").get("region")
+    return parse_settings(
+        {k: v for k, v in raw.items() if v is not None},
+        environment=pulumi.get_stack(),
+        region=region,
+        secret_keys=frozenset(secret_keys),
+    )
