@@ -81,6 +81,18 @@ def mask_dsn(dsn: str) -> str:
         return "mysql://***"
 
 
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """Certificate AND host name verified, against `ca_bundle` or the system trust store.
+
+    Built here rather than through pymysql's ssl_* keywords: given no CA file, pymysql turns
+    host name checking off, which would accept any publicly trusted certificate.
+    """
+    context = ssl.create_default_context(cafile=ca_bundle)
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 def _attempt(settings: ConnectionSettings) -> pymysql.connections.Connection:
     options: dict[str, object] = {
         "host": settings.host,
@@ -93,11 +105,10 @@ def _attempt(settings: ConnectionSettings) -> pymysql.connections.Connection:
         "connect_timeout": settings.connect_timeout,
     }
     if settings.tls:
-        # Note: pymysql's ssl_verify_* keywords replace an `ssl=` dict wholesale, so the CA
-        # goes through ssl_ca. Without a CA bundle pymysql uses the system trust store.
-        options.update(ssl_verify_cert=True, ssl_verify_identity=True)
-        if settings.ca_bundle:
-            options["ssl_ca"] = settings.ca_bundle
+        options["ssl"] = tls_context(settings.ca_bundle)
+    else:
+        # Without this pymysql silently "prefers" TLS; the opt-out means no TLS at all.
+        options["ssl_disabled"] = True
     return pymysql.connect(**options)  # type: ignore[arg-type]
 
 

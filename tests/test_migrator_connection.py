@@ -1,0 +1,174 @@
+"""Connecting: verified TLS, bounded retry, wrong password; the CLI's handling of secrets."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from migrator_support import ROOT, settings_for, tables, write_migrations
+
+from migrator.connection import connect, mask_dsn, parse_dsn
+from migrator.errors import AuthenticationFailed, ConfigurationError, ConnectionFailed
+from standins.mariadb import MariaDBServer, free_port
+
+
+def test_verified_tls_connection_to_the_server(mariadb: MariaDBServer, database: str) -> None:
+    conn = connect(settings_for(mariadb, database))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW SESSION STATUS LIKE 'Ssl_version'")
+            _, version = cur.fetchone()
+            cur.execute("SELECT DATABASE()")
+            assert cur.fetchone()[0] == database
+    finally:
+        conn.close()
+    assert version.startswith("TLS")
+
+
+def test_untrusted_server_certificate_is_refused_without_retrying(
+    mariadb: MariaDBServer, database: str
+) -> None:
+    settings = settings_for(
+        mariadb, database, ca_bundle=str(mariadb.foreign_ca_path), connect_deadline=30.0
+    )
+    started = time.monotonic()
+    with pytest.raises(ConnectionFailed) as caught:
+        connect(settings)
+    assert time.monotonic() - started < 5  # a verification failure is not retried
+    message = str(caught.value)
+    assert f"127.0.0.1:{mariadb.port}" in message
+    assert "certificate verify failed" in message
+    assert mariadb.admin_password not in message
+
+
+def test_unreachable_host_retries_until_the_deadline_then_names_it() -> None:
+    port = free_port()  # nothing listens here
+    settings = settings_for_closed_port(port, deadline=1.5)
+    started = time.monotonic()
+    with pytest.raises(ConnectionFailed) as caught:
+        connect(settings)
+    elapsed = time.monotonic() - started
+    assert 1.4 <= elapsed < 5
+    message = str(caught.value)
+    assert f"cannot connect to 127.0.0.1:{port} after" in message
+    assert "attempt(s) over 1.5s" in message
+    assert "Connection refused" in message
+    assert "attempt(s)" in message and not message.startswith("cannot connect to 127.0.0.1:0")
+
+
+def settings_for_closed_port(port: int, deadline: float):
+    return parse_dsn(f"mysql://someone:hunter2@127.0.0.1:{port}/app", connect_deadline=deadline)
+
+
+def test_wrong_password_is_authentication_failed_without_the_password(
+    mariadb: MariaDBServer, database: str
+) -> None:
+    wrong = "not-the-password-4711"
+    with pytest.raises(AuthenticationFailed) as caught:
+        connect(settings_for(mariadb, database, password=wrong, connect_deadline=30.0))
+    message = str(caught.value)
+    assert f"cannot log in to 127.0.0.1:{mariadb.port} as '{mariadb.admin_user}'" in message
+    assert wrong not in message and mariadb.admin_password not in message
+
+
+def test_plaintext_connection_is_refused_by_a_tls_only_server(
+    mariadb: MariaDBServer, database: str
+) -> None:
+    with pytest.raises(ConnectionFailed) as caught:
+        connect(settings_for(mariadb, database, tls=False))
+    assert mariadb.admin_password not in str(caught.value)
+
+
+def test_system_trust_store_still_checks_the_host_name(mariadb: MariaDBServer) -> None:
+    from migrator.connection import tls_context
+
+    context = tls_context(None)
+    assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_dsn_parsing_and_masking() -> None:
+    settings = parse_dsn("mysql://app%40ops:p%3Ass@db.example:3307/appdb")
+    assert (settings.user, settings.password, settings.host, settings.port, settings.database) == (
+        "app@ops",
+        "p:ss",
+        "db.example",
+        3307,
+        "appdb",
+    )
+    assert "p:ss" not in repr(settings)
+    assert mask_dsn("mysql://u:secret@h:1/d") == "mysql://u:***@h:1/d"
+    with pytest.raises(ConfigurationError) as caught:
+        parse_dsn("mysql://u:secret@h:1/")
+    assert "secret" not in str(caught.value)
+
+
+def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "migrate"), *args],
+        env=env or dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_info_plan_validate_migrate(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(
+        tmp_path,
+        {
+            "V1__a.sql": "CREATE TABLE a (x INT);\n\nINSERT INTO a VALUES (1);",
+            "R__v.sql": "SELECT 1;",
+        },
+    )
+    common = ["--dsn", mariadb.dsn(database), "--ca-bundle", str(mariadb.ca_path)]
+    common += ["--locations", str(location)]
+    plan = _run_cli("plan", *common)
+    assert plan.returncode == 0, plan.stderr
+    assert "-- V1__a.sql\n-- [1] line 1\nCREATE TABLE a (x INT);\n-- [2] line 3\n" in plan.stdout
+    assert "a" not in tables(mariadb, database)
+
+    migrate = _run_cli("migrate", *common)
+    assert migrate.returncode == 0, migrate.stderr
+    assert "applied V1__a.sql\napplied R__v.sql\n" in migrate.stdout
+
+    info = _run_cli("info", *common)
+    assert info.returncode == 0, info.stderr
+    lines = info.stdout.splitlines()
+    assert [c.strip() for c in lines[0].split(" | ")][:4] == [
+        "Version",
+        "Description",
+        "Script",
+        "State",
+    ]
+    assert any(line.startswith("1       | a") and "applied" in line for line in lines)
+    assert mariadb.admin_password not in info.stdout + info.stderr
+
+    (location / "V1__a.sql").write_text("CREATE TABLE a (x BIGINT);")
+    validate = _run_cli("validate", *common)
+    assert validate.returncode == 1
+    assert "V1__a.sql: applied migration changed since it was applied" in validate.stderr
+
+
+def test_cli_never_prints_the_password(mariadb: MariaDBServer, database: str) -> None:
+    dsn = f"mysql://{mariadb.admin_user}:wrong-pw-1234@127.0.0.1:{mariadb.port}/{database}"
+    result = _run_cli("migrate", "--dsn", dsn, "--ca-bundle", str(mariadb.ca_path))
+    assert result.returncode == 1
+    assert "access denied" in result.stderr
+    assert "wrong-pw-1234" not in result.stdout + result.stderr
+
+
+def test_cli_insecure_opt_out_warns(mariadb: MariaDBServer, database: str) -> None:
+    result = _run_cli(
+        "info", "--dsn", mariadb.dsn(database), "--insecure-no-tls", "--connect-deadline", "1"
+    )
+    assert "WARNING: --insecure-no-tls" in result.stderr
+    # This server requires TLS, so the plaintext attempt is refused.
+    assert result.returncode == 1
+    assert mariadb.admin_password not in result.stdout + result.stderr
