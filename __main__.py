@@ -94,3 +94,23 @@ pulumi.export("vpcId", network.vpc_id)
 pulumi.export("subnetIds", network.subnet_ids)
 pulumi.export("databaseSecurityGroupId", network.db_security_group_id)
 pulumi.export("applicationSecurityGroupId", network.app_security_group_id)
+
+# --- Schema migrations (infra/schema_migrations.py; docs/migrations-resource.md) -------------
+# Once the instance exists and the secret holds its credentials, bring the schema to the version
+# in schema/. No credential passes through here: the provider reads the secret when it applies.
+from infra.schema_migrations import SchemaMigrations  # noqa: E402
+
+if credentials.secret_version is None:
+    raise RuntimeError("credentials.record_connection() must run before the schema migrations")
+schema = SchemaMigrations(
+    "schema",
+    settings=settings.migrations,
+    secret_arn=credentials.secret_arn,
+    host=database.address,
+    port=database.port,
+    database_name=database.name,
+    region=settings.region,
+    instance_identifier=database.identifier,
+    depends_on=[database.instance, credentials.secret_version],
+)
+pulumi.export("schemaVersion", schema.applied_version)

@@ -9,24 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 import pulumi
 
 from infra.providers import migrations as provider
+from infra.settings import MigrationSettings
 from migrator.discovery import load_migrations
-
-
-class MigrationSettingsLike(Protocol):
-    """The fields of `settings.migrations` this component reads (see infra/settings.py)."""
-
-    location: str
-    snapshot_before_migrate: bool
-    out_of_order: bool
-    lock_wait_seconds: int
-    statement_lock_wait_seconds: int
-    connect_deadline_seconds: int
-    ca_bundle_path: str
 
 
 class SchemaMigrations(pulumi.ComponentResource):
@@ -45,7 +33,7 @@ class SchemaMigrations(pulumi.ComponentResource):
         self,
         name: str,
         *,
-        settings: MigrationSettingsLike,
+        settings: MigrationSettings,
         secret_arn: pulumi.Input[str],
         host: pulumi.Input[str],
         port: pulumi.Input[int],
