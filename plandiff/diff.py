@@ -211,12 +211,17 @@ def _change_flags(change: ResourceChange) -> list[Flag]:
     label = _label(resource)
     replacing = sorted({c.top_level for c in change.changes if c.replaces})
     if replacing:
+        consequence = (
+            "deleted and re-created from the primary: reads it serves fail meanwhile"
+            if _is_replica(resource)
+            else "deleted and re-created: its data is lost unless restored from a snapshot"
+        )
         flags.append(
             Flag(
                 "replacement",
                 resource.name,
-                f"the {label} is REPLACED (deleted and re-created: data is lost unless restored "
-                f"from a snapshot) because these properties changed: {', '.join(replacing)}",
+                f"the {label} is REPLACED ({consequence}) because these properties changed: "
+                + ", ".join(replacing),
             )
         )
     by_prop = {camel(c.path): c for c in change.changes if "." not in c.path and "[" not in c.path}
