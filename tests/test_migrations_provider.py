@@ -535,3 +535,47 @@ def test_pulumis_provider_host_runs_the_provider_from_the_project_directory(
     finally:
         host.kill()
         host.wait()
+
+
+# --- the program: where the resource sits in the stack ---------------------------------------
+
+
+def test_the_program_declares_the_migrations_after_the_database_and_its_secret() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from planner import run_plan
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        plans = dict(
+            zip(
+                ("staging", "production"),
+                pool.map(lambda stack: run_plan(ROOT, stack), ("staging", "production")),
+                strict=True,
+            )
+        )
+    for stack, plan in plans.items():
+        (component,) = [r for r in plan.resources if r.type == "appdb:schema:SchemaMigrations"]
+        (resource,) = [r for r in plan.resources if r.parent == component.urn]
+        assert resource.type == "pulumi-python:dynamic/appdb:SchemaMigrations"
+        (primary,) = [
+            r
+            for r in plan.resources
+            if r.type == "aws:rds/instance:Instance" and "replicateSourceDb" not in r.inputs
+        ]
+        (secret_value,) = [
+            r for r in plan.resources if r.type == "aws:secretsmanager/secretVersion:SecretVersion"
+        ]
+        assert primary.urn in resource.options["depends_on"]
+        assert secret_value.urn in resource.options["depends_on"]
+
+        inputs = resource.inputs
+        assert inputs["migrations"] == load_migrations(ROOT / "schema").checksums()
+        assert inputs["location"] == "schema"
+        assert inputs["secret_arn"].startswith("arn:aws:secretsmanager:")
+        # Nothing secret among the inputs (the SDK's serialised provider aside).
+        secret_inputs = [k for k, v in inputs.items() if v == "[secret]" and k != "__provider"]
+        assert secret_inputs == []
+        assert not [k for k in inputs if "password" in k.lower()]
+        assert inputs["snapshot_before_migrate"] is (stack == "production")
+        assert inputs["instance_identifier"]
+        assert "schemaVersion" in plan.outputs
