@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ class PropertyChange:
 
     @property
     def top_level(self) -> str:
-        return self.path.split(".")[0].split("[")[0]
+        return top_level(self.path)
 
 
 @dataclass(frozen=True)
@@ -62,27 +63,43 @@ class StackDiff:
         return bool(self.added or self.removed or self.changed or self.outputs or self.config)
 
 
+def top_level(path: str) -> str:
+    """The input property a flattened path belongs to: `parameters[x].value` -> `parameters`."""
+    match = re.match(r"[^.\[(]*", path)
+    return match.group(0) if match else path
+
+
 def is_absent(value: Any) -> bool:
     return value is _MISSING
 
 
 def flatten(value: Any, path: str = "") -> dict[str, Any]:
-    """Leaf values by path. Lists of objects that all carry a `name` are keyed by it
-    (`parameters[long_query_time].value`), so a reordering is not reported as a change."""
+    """Leaf values by path. Lists of objects that all carry a `name` (or an IAM `Sid`) are
+    keyed by it (`parameters[long_query_time].value`), so a reordering is not a change; a
+    string holding a JSON document is flattened too (`policy(json).Statement[...]`)."""
     if isinstance(value, dict) and value:
         leaves: dict[str, Any] = {}
         for key in sorted(value):
             leaves.update(flatten(value[key], f"{path}.{key}" if path else str(key)))
         return leaves
+    if isinstance(value, str) and value[:1] in "{[":
+        # a JSON document in a string (IAM and key policies): diff it statement by statement
+        try:
+            document = json.loads(value)
+        except ValueError:
+            document = None
+        if isinstance(document, dict | list) and document:
+            return flatten(document, f"{path}(json)")
     if isinstance(value, list) and value:
-        if all(isinstance(item, dict) and isinstance(item.get("name"), str) for item in value):
-            names = [item["name"] for item in value]
-            if len(set(names)) == len(names):
-                leaves = {}
-                for item in value:
-                    rest = {k: v for k, v in item.items() if k != "name"}
-                    leaves.update(flatten(rest or True, f"{path}[{item['name']}]"))
-                return leaves
+        for key in ("name", "Sid"):
+            if all(isinstance(item, dict) and isinstance(item.get(key), str) for item in value):
+                names = [item[key] for item in value]
+                if len(set(names)) == len(names):
+                    leaves = {}
+                    for item in value:
+                        rest = {k: v for k, v in item.items() if k != key}
+                        leaves.update(flatten(rest or True, f"{path}[{item[key]}]"))
+                    return leaves
         if all(not isinstance(item, dict | list) for item in value):
             # a list of scalars: one leaf, compared as a set when order does not matter
             return {path: value}
@@ -116,7 +133,7 @@ def property_changes(before: Resource, after: Resource) -> list[PropertyChange]:
         a, b = old.get(path, _MISSING), new.get(path, _MISSING)
         if a is not _MISSING and b is not _MISSING and _same(a, b):
             continue
-        top = path.split(".")[0].split("[")[0]
+        top = top_level(path)
         replaces = not path.startswith("options.") and forces_replacement(
             after.type, after.options, top
         )

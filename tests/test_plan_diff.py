@@ -7,6 +7,7 @@ computed once per (revision, stack) in module-scoped fixtures and shared by the 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -224,6 +225,24 @@ def test_secrets_stay_masked_and_replace_on_changes_options_count():
     assert "password" not in paths  # "[secret]" on both sides: nothing to show
     text = render_report([report], "b", "h")
     assert "options.replace_on_changes" in text
+
+
+def test_policy_documents_are_diffed_statement_by_statement():
+    def key(actions):
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Sid": "Root", "Effect": "Allow", "Action": "kms:*"},
+                {"Sid": "Rds", "Effect": "Allow", "Action": actions},
+            ],
+        }
+        return resource("aws:kms/key:Key", "key", "encryption", policy=json.dumps(policy))
+
+    report = report_of(snapshot(key(["kms:Decrypt"])), snapshot(key(["kms:Decrypt", "kms:*"])))
+    (change,) = report.resources.changed
+    assert [(c.path, c.before, c.after, c.replaces) for c in change.changes] == [
+        ("policy(json).Statement[Rds].Action", ["kms:Decrypt"], ["kms:Decrypt", "kms:*"], False)
+    ]
 
 
 def test_outputs_are_diffed_and_secret_outputs_stay_masked():
