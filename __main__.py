@@ -27,6 +27,7 @@ encryption = Encryption(
         environment=settings.environment,
         region=settings.region,
         deletion_window_days=settings.kms_deletion_window_days,
+        protect=settings.deletion_protection,
     ),
     opts=with_provider,
 )

@@ -16,6 +16,9 @@ class EncryptionArgs:
     environment: str
     region: str
     deletion_window_days: int
+    # Pulumi refuses to delete a protected key (FSBP KMS.3); AWS has no deletion protection for
+    # keys, and losing this one makes every backup and snapshot unreadable.
+    protect: bool
 
 
 def key_policy(account_id: str, partition: str, region: str) -> str:
@@ -95,7 +98,7 @@ class Encryption(pulumi.ComponentResource):
             key_usage="ENCRYPT_DECRYPT",
             customer_master_key_spec="SYMMETRIC_DEFAULT",
             policy=key_policy(account_id, partition, args.region),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         alias = aws.kms.Alias(
             f"{name}-alias",

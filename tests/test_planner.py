@@ -1,0 +1,231 @@
+"""The offline planner: config loaded as the CLI would, the program of any checkout run under the
+mock engine in its own process, deterministic output, secrets masked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from infra_plans import ROOT, plan_of
+
+from planner import (
+    SECRET_PLACEHOLDER,
+    PlanError,
+    StackConfigError,
+    load_stack_config,
+    load_stack_config_with_secrets,
+    run_plan,
+)
+from planner.engine import ZONE_LETTERS, mock_call
+
+DEMO_PROJECT = """\
+name: demo
+runtime: python
+config:
+  size:
+    type: integer
+    default: 1
+    description: how many buckets
+  label:
+    type: string
+    default: plain
+    description: a label
+  aws:region:
+    value: eu-west-1
+"""
+
+# A program with its own `infra` package: run_plan must import the checkout's modules, not ours.
+DEMO_INFRA = """\
+import pulumi
+import pulumi_aws as aws
+
+def build(provider):
+    config = pulumi.Config()
+    token = config.require_secret("token")
+    buckets = [
+        aws.s3.Bucket(
+            f"bucket-{i}", tags={"token": token}, opts=pulumi.ResourceOptions(provider=provider)
+        )
+        for i in range(config.require_int("size"))
+    ]
+    pulumi.export("label", config.require("label"))
+    pulumi.export("token", token)
+    pulumi.export("bucketCount", len(buckets))
+"""
+DEMO_MAIN = """\
+import pulumi_aws as aws
+from infra import build
+build(aws.Provider("aws", region="eu-west-1"))
+"""
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Path:
+    (tmp_path / "Pulumi.yaml").write_text(DEMO_PROJECT)
+    (tmp_path / "Pulumi.dev.yaml").write_text(
+        "config:\n  demo:size: 2\n  label: from-stack\n  demo:token:\n    secure: v1:abc==\n"
+    )
+    (tmp_path / "infra").mkdir()
+    (tmp_path / "infra" / "__init__.py").write_text(DEMO_INFRA)
+    (tmp_path / "__main__.py").write_text(DEMO_MAIN)
+    return tmp_path
+
+
+def test_project_defaults_then_stack_values_with_namespaces(demo: Path):
+    values, secrets = load_stack_config_with_secrets(demo, "dev")
+    assert values == {
+        "aws:region": "eu-west-1",  # namespaced keys of Pulumi.yaml are kept as they are
+        "demo:label": "from-stack",  # a bare key in the stack file is the project's
+        "demo:size": 2,
+        "demo:token": SECRET_PLACEHOLDER,
+    }
+    assert secrets == {"demo:token"}
+
+
+def test_real_stacks_get_every_default(demo: Path):
+    staging = load_stack_config(ROOT, "staging")
+    assert staging["appdb:readReplicaCount"] == 0  # from Pulumi.yaml
+    assert staging["appdb:multiAz"] is False  # from Pulumi.staging.yaml over the default true
+    assert staging["pulumi:disable-default-providers"] == ["aws"]
+    assert load_stack_config(ROOT, "production")["appdb:multiAz"] is True
+
+
+def test_bad_yaml_and_missing_files_name_the_file(demo: Path):
+    (demo / "Pulumi.broken.yaml").write_text("config:\n  demo:size: [1,\n")
+    with pytest.raises(StackConfigError, match=r"Pulumi\.broken\.yaml: not valid YAML"):
+        load_stack_config(demo, "broken")
+    with pytest.raises(StackConfigError, match=r"Pulumi\.nope\.yaml: file not found"):
+        load_stack_config(demo, "nope")
+    (demo / "Pulumi.list.yaml").write_text("- 1\n")
+    with pytest.raises(StackConfigError, match=r"Pulumi\.list\.yaml: expected a mapping"):
+        load_stack_config(demo, "list")
+
+
+def test_any_checkout_runs_with_its_own_modules_and_secrets_stay_masked(demo: Path):
+    plan = run_plan(demo, "dev")
+    assert plan.project == "demo"
+    buckets = plan.of_type("aws:s3/bucket:Bucket")
+    assert [b.name for b in buckets] == ["bucket-0", "bucket-1"]
+    assert all(b.inputs["tags"] == {"token": SECRET_PLACEHOLDER} for b in buckets)
+    assert plan.outputs == {"bucketCount": 2, "label": "from-stack", "token": SECRET_PLACEHOLDER}
+    assert plan.config["demo:token"] == SECRET_PLACEHOLDER
+    (provider,) = plan.of_type("pulumi:providers:aws")
+    assert all(b.options["provider"] == provider.urn for b in buckets)
+    assert {b.component for b in buckets} == {"stack"}  # declared outside any component
+
+
+def test_overrides_apply_on_top_of_the_stack_file(demo: Path):
+    plan = run_plan(demo, "dev", overrides={"size": 3, "demo:label": "override"})
+    assert len(plan.of_type("aws:s3/bucket:Bucket")) == 3
+    assert plan.outputs["label"] == "override"
+
+
+def test_disabled_default_provider_is_enforced_like_the_engine(demo: Path):
+    (demo / "__main__.py").write_text("import pulumi_aws as aws\naws.s3.Bucket('loose')\n")
+    (demo / "Pulumi.dev.yaml").write_text(
+        "config:\n  pulumi:disable-default-providers: ['aws']\n  demo:token: x\n"
+    )
+    with pytest.raises(PlanError) as caught:
+        run_plan(demo, "dev")
+    assert caught.value.error_type == "DefaultProviderError"
+    assert "aws:s3/bucket:Bucket 'loose' uses the default provider" in str(caught.value)
+
+
+def test_program_errors_are_reported_with_the_programs_own_frames(demo: Path):
+    (demo / "__main__.py").write_text("import pulumi\n\nraise ValueError('bad thing')\n")
+    with pytest.raises(PlanError) as caught:
+        run_plan(demo, "dev")
+    assert (caught.value.error_type, str(caught.value)) == ("ValueError", "bad thing")
+    assert caught.value.where.endswith("__main__.py:3 in <module>")
+
+
+def test_unmocked_invokes_fail_loudly():
+    with pytest.raises(NotImplementedError, match="no mock for invoke aws:index/getAmi:getAmi"):
+        mock_call("aws:index/getAmi:getAmi", {}, "us-east-1")
+    names = mock_call("aws:index/getAvailabilityZones:getAvailabilityZones", {}, "us-west-1")[
+        "names"
+    ]
+    assert (
+        names
+        == ["us-west-1a", "us-west-1c"]
+        == [f"us-west-1{c}" for c in ZONE_LETTERS["us-west-1"]]
+    )
+
+
+def test_region_with_too_few_zones_fails_with_the_key():
+    with pytest.raises(PlanError) as caught:
+        run_plan(ROOT, "production", overrides={"aws:region": "us-west-1"})
+    assert str(caught.value) == (
+        "appdb:availabilityZoneCount = 3: the region offers only 2 available zones "
+        "(us-west-1a, us-west-1c)"
+    )
+
+
+def test_plan_cli_groups_by_component_and_masks_secrets():
+    script = ROOT / "scripts" / "plan"
+    human = subprocess.run(
+        [sys.executable, str(script), "--stack", "staging"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for heading in (
+        "== credentials (appdb:credentials:Credentials)",
+        "== database (appdb:database:Database)",
+        "== encryption (appdb:encryption:Encryption)",
+        "== network (appdb:network:Network)",
+    ):
+        assert heading in human
+    assert "      password: [secret]" in human
+    assert "  writerEndpoint: [secret]" in human
+    assert "Mock" not in human  # the mock password never appears
+    assert human.startswith("Plan for appdb/staging: ")
+
+
+def test_plan_cli_reports_bad_config_without_a_traceback():
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "plan"), "--stack", "nosuchstack"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "Pulumi.nosuchstack.yaml: file not found" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_existing_vpc_mode_creates_no_network():
+    plan = run_plan(
+        ROOT,
+        "staging",
+        overrides={
+            "existingVpcId": "vpc-0123456789abcdef0",
+            "existingSubnetIds": ["subnet-0123abcd", "subnet-4567ef01"],
+        },
+    )
+    for absent in ("Vpc", "Subnet", "FlowLog", "DefaultSecurityGroup", "RouteTable"):
+        assert not [r for r in plan.resources if r.type.endswith(f":{absent}")], absent
+    (subnet_group,) = plan.of_type("aws:rds/subnetGroup:SubnetGroup")
+    assert subnet_group.inputs["subnetIds"] == ["subnet-0123abcd", "subnet-4567ef01"]
+    assert {g.inputs["vpcId"] for g in plan.of_type("aws:ec2/securityGroup:SecurityGroup")} == {
+        "vpc-0123456789abcdef0"
+    }
+    assert plan.outputs["vpcId"] == "vpc-0123456789abcdef0"
+
+
+def test_json_cli_is_byte_identical_to_an_earlier_run():
+    """A separate process, run again: the same bytes (what PR plan diffs rely on)."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "plan"), "--stack", "production", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out == plan_of("production").to_json()
+    document = json.loads(out)
+    assert [r["urn"] for r in document["resources"]] == sorted(
+        r["urn"] for r in document["resources"]
+    )
