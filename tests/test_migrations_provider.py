@@ -302,6 +302,54 @@ def test_files_changed_after_planning_are_refused(
     assert "widgets" not in tables(mariadb, database)
 
 
+def test_snapshot_is_taken_before_applying_and_only_when_something_is_pending(
+    mariadb: MariaDBServer, database: str, secret_arn: str, location: Path
+) -> None:
+    rds = boto3.client("rds", region_name="us-east-1")
+    instance = f"appdb-test-{secrets.token_hex(3)}"
+    rds.create_db_instance(
+        DBInstanceIdentifier=instance,
+        Engine="mysql",
+        DBInstanceClass="db.t4g.micro",
+        MasterUsername="admin",
+        MasterUserPassword="not-used-here-123",
+        AllocatedStorage=20,
+    )
+
+    def snapshots() -> list[str]:
+        found = rds.describe_db_snapshots(DBInstanceIdentifier=instance, SnapshotType="manual")[
+            "DBSnapshots"
+        ]
+        return sorted(s["DBSnapshotIdentifier"] for s in found)
+
+    provider = SchemaMigrationsProvider()
+    props = make_props(
+        mariadb,
+        database,
+        secret_arn,
+        location,
+        snapshot_before_migrate=True,
+        instance_identifier=instance,
+    )
+    created = provider.create(props)
+    assert created.outs is not None
+    (first,) = snapshots()
+    assert first.startswith(f"{instance}-pre-v2-")  # named after the target version
+
+    provider.update(created.id, created.outs, props)  # nothing pending: no snapshot
+    assert snapshots() == [first]
+
+
+def test_snapshot_without_an_instance_identifier_is_refused(
+    mariadb: MariaDBServer, database: str, secret_arn: str, location: Path
+) -> None:
+    props = make_props(mariadb, database, secret_arn, location, snapshot_before_migrate=True)
+    expect_readable_error(
+        lambda: SchemaMigrationsProvider().create(props), "instance_identifier is empty"
+    )
+    assert "widgets" not in tables(mariadb, database)
+
+
 # --- errors: one readable message, no secret --------------------------------------------------
 
 
