@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
+from infra_plans import stack_plans
 from pulumi.dynamic.dynamic import serialize_provider
 
 from infra.providers.migrations import (
@@ -589,18 +590,8 @@ def test_pulumis_provider_host_runs_the_provider_from_the_project_directory(
 
 
 def test_the_program_declares_the_migrations_after_the_database_and_its_secret() -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from planner import run_plan
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        plans = dict(
-            zip(
-                ("staging", "production"),
-                pool.map(lambda stack: run_plan(ROOT, stack), ("staging", "production")),
-                strict=True,
-            )
-        )
+    # The real program's plans of both stacks, shared with the infra tests (one run per session).
+    plans = stack_plans()
     for stack, plan in plans.items():
         (component,) = [r for r in plan.resources if r.type == "appdb:schema:SchemaMigrations"]
         (resource,) = [r for r in plan.resources if r.parent == component.urn]
