@@ -354,6 +354,31 @@ def test_snapshot_without_an_instance_identifier_is_refused(
 # --- errors: one readable message, no secret --------------------------------------------------
 
 
+def test_a_failing_statement_names_file_and_line_and_the_next_up_resumes(
+    mariadb: MariaDBServer, database: str, secret_arn: str, location: Path
+) -> None:
+    broken = "INSERT INTO widgets (name) VALUES ('ok');\n\nINSERT INTO no_such_table VALUES (1);\n"
+    write_migrations(location, {"V3__seed.sql": broken})
+    props = make_props(mariadb, database, secret_arn, location)
+    message = expect_readable_error(
+        lambda: SchemaMigrationsProvider().create(props),
+        "V3__seed.sql: statement 2 (line 3)",
+        "1146",  # ER_NO_SUCH_TABLE, from the server
+        forbidden=(mariadb.admin_password,),
+    )
+    assert message.startswith(f"schema migrations for database '{database}' on ")
+
+    # The create failed, so Pulumi keeps no state and the next `pulumi up` creates again,
+    # with the fixed file: the engine resumes after the statement that completed.
+    fixed = broken.replace("no_such_table VALUES (1)", "widgets (name) VALUES ('second')")
+    write_migrations(location, {"V3__seed.sql": fixed})
+    created = SchemaMigrationsProvider().create(make_props(mariadb, database, secret_arn, location))
+    assert created.outs is not None and created.outs["applied_version"] == "3"
+    with mariadb.root_connection(database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT name FROM widgets ORDER BY id")
+        assert cur.fetchall() == (("ok",), ("second",))
+
+
 def test_missing_secret_is_a_readable_error(
     aws: str, mariadb: MariaDBServer, database: str, location: Path
 ) -> None:
