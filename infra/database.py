@@ -234,7 +234,8 @@ class Database(pulumi.ComponentResource):
                     identifier=replica_id,
                     replicate_source_db=self.instance.identifier,
                     instance_class=s.replica_instance_class,
-                    # Spread replicas over the zones after the primary's.
+                    # One zone each, starting with the second (Multi-AZ primaries cannot be
+                    # pinned to a zone, so the first is left to the primary's placement).
                     availability_zone=zones[n % len(zones)] if zones else None,
                     multi_az=False,
                     skip_final_snapshot=True,  # RDS takes no final snapshot of a replica

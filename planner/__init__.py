@@ -127,12 +127,19 @@ def _resources(raw: list[dict[str, Any]]) -> list[PlannedResource]:
     return sorted(resources, key=lambda r: r.urn)
 
 
-def run_plan(project_dir: Path, stack: str, overrides: dict[str, object] | None = None) -> Plan:
+def run_plan(
+    project_dir: Path,
+    stack: str,
+    overrides: dict[str, object] | None = None,
+    *,
+    reveal_secrets: bool = False,
+) -> Plan:
     """Plan `stack` of the program in `project_dir` (any checkout).
 
     `overrides` replace config values after the stack file ("appdb:key" or just "key" for the
     project namespace; YAML-typed values). Raises StackConfigError for unreadable config files and
-    PlanError when the program fails (e.g. invalid settings).
+    PlanError when the program fails (e.g. invalid settings). `reveal_secrets` (for tests:
+    the mock engine has no real secrets) shows secret inputs as {"[secret]": value}.
     """
     project_dir = Path(project_dir).resolve()
     project = project_name(project_dir)
@@ -146,6 +153,7 @@ def run_plan(project_dir: Path, stack: str, overrides: dict[str, object] | None 
         "stack": stack,
         "config": config,
         "secret_keys": sorted(secret_keys),
+        "reveal_secrets": reveal_secrets,
     }
     with tempfile.TemporaryDirectory(prefix="appdb-plan-") as tmp:
         request_path = Path(tmp) / "request.json"

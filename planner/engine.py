@@ -40,23 +40,27 @@ def digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-def plain(value: Any) -> Any:
-    """A JSON value from the engine's wire form: secrets masked, references as URNs."""
+def plain(value: Any, reveal: bool = False) -> Any:
+    """A JSON value from the engine's wire form: secrets masked, references as URNs.
+
+    With `reveal` (tests only: under mocks there are no real secrets) a secret becomes
+    {"[secret]": value} so a test can check what the program would store.
+    """
     if isinstance(value, dict):
         sig = value.get(_SIG)
         if sig == _SECRET_SIG:
-            return SECRET
+            return {SECRET: plain(value.get("value"), reveal)} if reveal else SECRET
         if sig == _RESOURCE_SIG:
             return value.get("urn", "")
         if sig == _OUTPUT_SIG:
             if value.get("secret"):
                 return SECRET
-            return plain(value["value"]) if "value" in value else UNKNOWN
+            return plain(value["value"], reveal) if "value" in value else UNKNOWN
         if sig in (_ASSET_SIG, _ARCHIVE_SIG):
-            return {k: plain(v) for k, v in value.items() if k != _SIG}
-        return {k: plain(v) for k, v in value.items() if k != "__defaults"}
+            return {k: plain(v, reveal) for k, v in value.items() if k != _SIG}
+        return {k: plain(v, reveal) for k, v in value.items() if k != "__defaults"}
     if isinstance(value, list):
-        return [plain(v) for v in value]
+        return [plain(v, reveal) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if value == _UNKNOWN_VALUE:
@@ -97,6 +101,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     )
     # The engine refuses resources and invokes that fall back to a disabled default provider.
     problems: list[str] = []
+    reveal = bool(request.get("reveal_secrets"))
     scope = f"{request['project']}/{request['stack']}"  # mock ids differ per stack, like real ones
 
     def uses_disabled_default(token: str, provider: str) -> bool:
@@ -134,7 +139,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
                 "name": request.name,
                 "parent": request.parent or None,
                 "custom": bool(request.custom),
-                "inputs": _inputs(plain(json_format.MessageToDict(request.object))),
+                "inputs": _inputs(plain(json_format.MessageToDict(request.object), reveal)),
                 "options": {
                     "delete_before_replace": bool(request.deleteBeforeReplace),
                     "depends_on": sorted(set(request.dependencies)),

@@ -280,3 +280,9 @@ def test_invalid_config_declares_nothing():
     assert "appdb:readReplicaCount = '7'" in str(caught.value)
     assert "appdb:masterPasswordLength = '12'" in str(caught.value)
     assert caught.value.declared == []
+
+
+def test_docs_list_every_config_key():
+    text = (ROOT / "docs" / "infrastructure.md").read_text()
+    missing = [k for k in (*SCALAR_KEYS, *STRUCTURED_KEYS) if f"`appdb:{k}`" not in text]
+    assert missing == []
