@@ -56,6 +56,7 @@ credentials = Credentials(
         password_length=settings.master_password_length,
         recovery_window_days=settings.secret_recovery_window_days,
         kms_key_arn=encryption.key_arn,
+        rotation=settings.credentials_rotation,
     ),
     opts=with_provider,
 )
@@ -115,3 +116,45 @@ schema = SchemaMigrations(
     depends_on=[database.instance, credentials.secret_version],
 )
 pulumi.export("schemaVersion", schema.applied_version)
+
+# --- Credential rotation (infra/rotation.py, infra/app_users.py; docs/rotation.md) -----------
+# `pulumi config set appdb:credentialsRotation <value>` then `pulumi up` rotates the master
+# password (staged, set over SQL, tested, promoted in Secrets Manager) and flips each
+# application role to its other account. Both run after the schema migrations, so nothing
+# reads the master secret while its password changes; no application password passes here.
+from infra.app_users import ApplicationUsers  # noqa: E402
+from infra.rotation import MasterRotation  # noqa: E402
+
+master_rotation = MasterRotation(
+    "master-rotation",
+    rotation=settings.credentials_rotation,
+    secret_arn=credentials.secret_arn,
+    host=database.address,
+    port=database.port,
+    region=settings.region,
+    new_password=credentials.password,  # keeper-bound: changes with the rotation value only
+    ca_bundle=settings.migrations.ca_bundle_path,
+    connect_deadline_seconds=settings.migrations.connect_deadline_seconds,
+    depends_on=[database.instance, credentials.secret_version, schema],
+)
+application_users = ApplicationUsers(
+    "application-users",
+    project=settings.project,
+    environment=settings.environment,
+    rotation=settings.credentials_rotation,
+    kms_key_arn=encryption.key_arn,
+    recovery_window_days=settings.secret_recovery_window_days,
+    master_secret_arn=credentials.secret_arn,
+    writer_host=database.address,
+    # The readonly secret points at the first read replica when the environment has one.
+    reader_host=database.replica_addresses[0] if database.replica_addresses else None,
+    port=database.port,
+    schema=database.name,
+    region=settings.region,
+    ca_bundle=settings.migrations.ca_bundle_path,
+    connect_deadline_seconds=settings.migrations.connect_deadline_seconds,
+    depends_on=[schema, master_rotation],
+    opts=with_provider,
+)
+pulumi.export("appSecretArn", application_users.secret_arns["app"])
+pulumi.export("readonlySecretArn", application_users.secret_arns["readonly"])

@@ -3,6 +3,10 @@ standard RDS secret JSON (engine, host, port, username, password, dbname, dbInst
 
 The password is a Pulumi secret from creation on; the SecretVersion's value is built with
 Output.json_dumps from secret inputs, so it stays secret in state, exports and logs.
+
+Rotation: the password's keeper is `appdb:credentialsRotation`. The instance and the secret's
+initial version only ever take the first password; later ones are applied over SQL and
+published in the secret by infra/rotation.py (Secrets Manager's protocol).
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ class CredentialsArgs:
     password_length: int
     recovery_window_days: int
     kms_key_arn: pulumi.Input[str]
+    # `appdb:credentialsRotation`: the password's keeper, so a new value gives a new password
+    # (which infra/rotation.py then rotates to); the same value keeps it.
+    rotation: str = "initial"
 
 
 class Credentials(pulumi.ComponentResource):
@@ -51,6 +58,9 @@ class Credentials(pulumi.ComponentResource):
             min_upper=1,
             min_numeric=1,
             min_special=1,
+            # The RDS instance takes the first result only (it ignores later changes to its
+            # password); every later result is applied by the master rotation (infra/rotation.py).
+            keepers={"rotation": args.rotation},
             opts=child,
         )
         self.username = pulumi.Output.from_input(args.username)
@@ -87,10 +97,22 @@ class Credentials(pulumi.ComponentResource):
                 "dbInstanceIdentifier": instance_identifier,
             }
         )
+        # Written once. Credential rotation (infra/rotation.py) owns every later version; this
+        # one must never be put back over a rotated password, hence:
+        # - its own staging label INITIAL: Secrets Manager makes a secret's first version
+        #   AWSCURRENT anyway, but were this resource ever written again the new version would
+        #   take only INITIAL, never AWSCURRENT. The label also keeps the version from becoming
+        #   "deprecated" (unlabelled) and deleted by Secrets Manager, which would make Pulumi
+        #   re-create it (hashicorp/terraform-provider-aws#37302);
+        # - ignore_changes: rotation moves AWSCURRENT/AWSPREVIOUS on and off this version, and
+        #   a changed endpoint is published by rotation too, so neither is Pulumi's to correct.
         self.secret_version = aws.secretsmanager.SecretVersion(
             f"{self._name}-master-secret-value",
             secret_id=self.secret.id,
             secret_string=pulumi.Output.secret(value),
-            opts=pulumi.ResourceOptions(parent=self),
+            version_stages=["INITIAL"],
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["secret_string", "version_stages"]
+            ),
         )
         return self.secret_version

@@ -76,6 +76,12 @@ def rotate_master(request: MasterRotation) -> MasterRotationResult:
         return MasterRotationResult(
             token, store.version_with(request.secret_arn, PREVIOUS), rotated=False
         )
+    if _already_current(request, current):
+        # The secret already holds this password for this endpoint: the first deploy, where
+        # the instance and the secret's initial version got the very password given here.
+        return MasterRotationResult(
+            current.version_id, store.version_with(request.secret_arn, PREVIOUS), rotated=False
+        )
     pending = create_secret(store, request, token, current, staged)
     session = set_secret(request, current, pending)
     try:
@@ -84,6 +90,15 @@ def rotate_master(request: MasterRotation) -> MasterRotationResult:
         session.close()
     previous = finish_secret(store, request.secret_arn, token)
     return MasterRotationResult(token, previous, rotated=True)
+
+
+def _already_current(request: MasterRotation, current: SecretVersion) -> bool:
+    value = current.value
+    return (
+        value.get("password") == request.new_password
+        and (request.host is None or value.get("host") == request.host)
+        and (request.port is None or str(value.get("port")) == str(request.port))
+    )
 
 
 def create_secret(

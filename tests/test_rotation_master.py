@@ -79,6 +79,17 @@ def test_staged_then_set_then_tested_then_promoted(setup, monkeypatch):
     assert not can_login(mariadb, user, old_password)
 
 
+def test_the_password_the_secret_already_holds_is_not_rotated_again(setup):
+    """The first deploy: instance and initial secret version got the password given here."""
+    mariadb, user, old_password, arn = setup
+    before = stages(arn)
+    result = rotate_master(request(mariadb, arn, "initial", new_password=old_password))
+    assert not result.rotated
+    assert result.version_id == next(iter(before))
+    assert stages(arn) == before
+    assert can_login(mariadb, user, old_password)
+
+
 def test_same_rotation_twice_does_nothing(setup):
     mariadb, _, _, arn = setup
     first = rotate_master(request(mariadb, arn))

@@ -35,6 +35,7 @@ def master(mariadb: MariaDBServer, database: str, aws: str) -> dict[str, Any]:
         "user": user,
         "password": password,
         "database": database,
+        # The initial value, as the stack's SecretVersion writes it when the instance exists.
         "arn": master_secret(mariadb, user, password, database),
     }
 
@@ -63,9 +64,12 @@ def test_master_provider_rotates_on_a_new_value_only(mariadb, master):
     first = master_props(mariadb, master, "2026-01", PASSWORD_1)
     created = provider.create(first)
     outs = dict(created.outs or {})
-    assert PASSWORD_1 not in json.dumps(outs) and "new_password" not in outs
+    assert PASSWORD_1 not in json.dumps(outs) and master["password"] not in json.dumps(outs)
+    assert "new_password" not in outs
     assert value(master["arn"])["password"] == PASSWORD_1
+    assert value(master["arn"], "AWSPREVIOUS")["password"] == master["password"]
     assert can_login(mariadb, master["user"], PASSWORD_1)
+    assert not can_login(mariadb, master["user"], master["password"])
 
     # Same rotation value (and so the same keeper-bound password): no change.
     assert provider.diff(created.id, outs, first).changes is False
@@ -100,8 +104,22 @@ def test_master_provider_failure_is_one_readable_secret_free_message(mariadb, ma
     assert PASSWORD_1 not in message and master["password"] not in message
     assert failure.value.__cause__ is None and failure.value.__suppress_context__
     assert can_login(mariadb, master["user"], master["password"])
+    assert value(master["arn"])["password"] == master["password"]  # nothing promoted
     provider.create(props)  # re-run after the cause is fixed completes
     assert can_login(mariadb, master["user"], PASSWORD_1)
+
+
+def test_master_provider_publishes_a_new_endpoint_without_rotating(mariadb, master):
+    provider = MasterPasswordRotationProvider()
+    props = master_props(mariadb, master, "2026-01", PASSWORD_1)
+    outs = dict(provider.create(props).outs or {})
+    moved = {**props, "host": "localhost"}  # e.g. the instance was restored under a new name
+    assert provider.diff("id", outs, moved).changes is True
+    updated = dict(provider.update("id", outs, moved).outs or {})
+    assert value(master["arn"])["host"] == "localhost"
+    assert value(master["arn"])["password"] == PASSWORD_1  # same password, new version
+    assert updated["version_id"] != outs["version_id"]
+    assert provider.diff("id", updated, moved).changes is False
 
 
 def users_props(mariadb: MariaDBServer, master: dict, rotation: str, prefix: str) -> dict:

@@ -1,0 +1,79 @@
+"""`appdb:credentials:MasterRotation`: the master secret's value and its rotation.
+
+Rotating: `pulumi config set appdb:credentialsRotation <value>`, then `pulumi up`.
+
+Who owns the master password, and why nothing fights over it:
+
+- The RDS instance receives only the INITIAL password (infra/credentials.py) and ignores later
+  changes to it (`ignore_changes=["password"]` in infra/database.py). Through the RDS API a new
+  MasterUserPassword would wait for the maintenance window unless apply_immediately is set, and
+  would race the rotation; over SQL the change takes effect at once and is tested before it is
+  published.
+- The secret's initial version (infra/credentials.py) carries its own staging label, INITIAL
+  (Secrets Manager also makes a secret's first version AWSCURRENT) and ignores later changes
+  to its value and labels. Should Pulumi ever write it again (a re-create), the new version
+  takes only the INITIAL label and AWSCURRENT stays where rotation put it. A plain
+  SecretVersion with `ignore_changes=["secret_string"]` would not be enough: once rotation
+  leaves it without labels, Secrets Manager may delete it and Pulumi would re-create it as
+  AWSCURRENT, putting the initial password back over a rotated one
+  (hashicorp/terraform-provider-aws#37302). The label also keeps it from being deleted.
+- Every later version belongs to this component's dynamic resource, which stages, tests and
+  promotes each rotated value. The password is the credentials' RandomPassword, whose keeper
+  is the rotation value, so a new value (and only a new value) gives a new password; the
+  instance and the initial version ignore it, this resource applies it. It arrives as a Pulumi
+  secret input and never appears in the outputs. On the first deploy it is the password the
+  instance was created with, so nothing is rotated.
+
+Declared after the schema migrations (and depending on them), so a migration never reads the
+secret while the password changes under it. Rotating twice with the same value does nothing:
+the keeper, and so the password, does not change (and the resource's diff finds nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+
+from infra.providers import rotation as provider
+
+
+class MasterRotation(pulumi.ComponentResource):
+    version_id: pulumi.Output[str]
+    previous_version_id: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        rotation: str,
+        secret_arn: pulumi.Input[str],
+        host: pulumi.Input[str],
+        port: pulumi.Input[int],
+        new_password: pulumi.Input[str],
+        region: str,
+        ca_bundle: str | None,
+        connect_deadline_seconds: int,
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("appdb:credentials:MasterRotation", name, None, opts)
+        self.resource = provider.MasterPasswordRotation(
+            f"{name}-rotated",
+            {
+                "secret_arn": secret_arn,
+                "region": region,
+                "host": host,
+                "port": port,
+                "rotation": rotation,
+                "new_password": pulumi.Output.secret(new_password),
+                "ca_bundle": ca_bundle or None,
+                "connect_deadline_seconds": connect_deadline_seconds,
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+        )
+        self.version_id = self.resource.version_id
+        self.previous_version_id = self.resource.previous_version_id
+        self.register_outputs(
+            {"versionId": self.version_id, "previousVersionId": self.previous_version_id}
+        )
