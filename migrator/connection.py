@@ -10,6 +10,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 import pymysql
+from pymysql.constants import CLIENT
 
 from migrator.errors import AuthenticationFailed, ConfigurationError, ConnectionFailed
 
@@ -93,7 +94,9 @@ def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
     return context
 
 
-def _attempt(settings: ConnectionSettings) -> pymysql.connections.Connection:
+def _attempt(
+    settings: ConnectionSettings, multi_statements: bool
+) -> pymysql.connections.Connection:
     options: dict[str, object] = {
         "host": settings.host,
         "port": settings.port,
@@ -104,6 +107,8 @@ def _attempt(settings: ConnectionSettings) -> pymysql.connections.Connection:
         "charset": "utf8mb4",
         "connect_timeout": settings.connect_timeout,
     }
+    if multi_statements:
+        options["client_flag"] = CLIENT.MULTI_STATEMENTS
     if settings.tls:
         options["ssl"] = tls_context(settings.ca_bundle)
     else:
@@ -121,8 +126,13 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def connect(settings: ConnectionSettings) -> pymysql.connections.Connection:
-    """A connection (autocommit on, utf8mb4) or ConnectionFailed/AuthenticationFailed."""
+def connect(
+    settings: ConnectionSettings, *, multi_statements: bool = False
+) -> pymysql.connections.Connection:
+    """A connection (autocommit on, utf8mb4) or ConnectionFailed/AuthenticationFailed.
+
+    `multi_statements` lets one packet carry several statements (the mysql client's default);
+    the engine uses it to send each history write with the statement it announces."""
     if settings.tls and settings.ca_bundle:
         try:
             with open(settings.ca_bundle, "rb"):
@@ -143,7 +153,7 @@ def connect(settings: ConnectionSettings) -> pymysql.connections.Connection:
     while True:
         attempts += 1
         try:
-            return _attempt(settings)
+            return _attempt(settings, multi_statements)
         except pymysql.err.MySQLError as exc:
             code = exc.args[0] if exc.args else 0
             reason = _describe(exc)

@@ -256,6 +256,16 @@ def assess(
     return a
 
 
+class _HistoryWriteFailed(Exception):
+    """The history write sent ahead of a statement failed (so the statement did not run)."""
+
+
+def _server_error(exc: pymysql.err.MySQLError) -> str:
+    if len(exc.args) >= 2:
+        return f"server error {exc.args[0]}: {exc.args[1]}"
+    return str(exc)
+
+
 class Migrator:
     def __init__(
         self,
@@ -271,7 +281,8 @@ class Migrator:
     # -- session -------------------------------------------------------------------------
     @contextmanager
     def _session(self, locked: bool) -> Iterator[tuple[pymysql.connections.Connection, History]]:
-        conn = connect(self.settings)
+        # Multi-statement packets: each history write travels with the statement it announces.
+        conn = connect(self.settings, multi_statements=True)
         try:
             with conn.cursor() as cur:
                 wait = int(self.options.statement_lock_wait_seconds)
@@ -355,37 +366,64 @@ class Migrator:
                 )
                 log.info("snapshot %s is available", result.snapshot_id)
             highest = version_key(a.current_version) if a.current_version else None
+            # A migration's final "success" write rides in the packet of the next migration's
+            # first statement (see _apply); the last one is written here.
+            deferred: list[str] = []
             for step in a.steps:
-                self._apply(conn, history, step)
+                deferred = self._apply(conn, history, step, deferred)
                 result.applied.append(step.migration.script)
                 m = step.migration
                 if m.version is not None and (highest is None or m.version_key > highest):
                     highest = m.version_key
                     result.current_version = m.version
+            for sql in deferred:
+                history.write(sql)
             return result
 
-    def _apply(self, conn: pymysql.connections.Connection, history: History, step: Step) -> None:
+    def _apply(
+        self,
+        conn: pymysql.connections.Connection,
+        history: History,
+        step: Step,
+        deferred: list[str],
+    ) -> list[str]:
+        """Apply one migration. `deferred` are history writes still to send (the previous
+        migration's success); returns this migration's own success write, deferred likewise.
+
+        Each history write travels in the same multi-statement packet as the statement it
+        must precede; the server runs (and commits) it before that statement, so history is
+        durable before every statement while costing no extra round trip."""
         m, statements = step.migration, step.statements
         total = len(statements)
         started = time.monotonic()
         if step.row is None:
-            rank = history.start(m.version, m.description, m.kind, m.script, m.checksum, total)
+            rank, first = history.start_sql(
+                m.version, m.description, m.kind, m.script, m.checksum, total
+            )
             done_checksums: list[str] = []
         else:
             rank = step.row.installed_rank
-            history.resume(rank, m.checksum, total)
+            first = history.resume_sql(rank, m.checksum, total)
             done_checksums = list(step.row.statement_checksums[: step.start])
             log.info("%s: resuming at statement %d", m.script, step.start + 1)
-        if total == 0:
-            history.finish(rank, 0, None, 0)
-            return
+        announce = [*deferred, first]
+        if total == step.start:
+            for sql in announce:
+                history.write(sql)
+            return [history.finish_sql(rank, total, None, 0)]
         committed = step.start  # statements whose effects are committed
         switched_schema = False
+        finish: list[str] = []
         cur = conn.cursor()
         for index in range(step.start, total):
             stmt = statements[index]
             try:
-                self._execute(conn, cur, stmt)
+                self._execute(conn, cur, stmt, announce)
+            except _HistoryWriteFailed as failed:
+                raise MigrationError(
+                    f"{m.script}: cannot record progress in the history table before statement "
+                    f"{index + 1} (line {stmt.line}), so it was not run: {failed}"
+                ) from None
             except pymysql.err.MySQLError as exc:
                 self._record_failure(
                     conn, history, rank, m, index, stmt, committed, done_checksums, started, exc
@@ -396,24 +434,49 @@ class Migrator:
             switched_schema = switched_schema or bool(_USE_STATEMENT.match(stmt.sql))
             if index == total - 1:
                 elapsed = int((time.monotonic() - started) * 1000)
-                history.finish(rank, total, stmt.checksum, elapsed)
+                finish = [history.finish_sql(rank, total, stmt.checksum, elapsed)]
             else:
-                history.statement_done(rank, index + 1, stmt.checksum)
+                announce = [history.statement_done_sql(rank, index + 1, stmt.checksum)]
         if conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
-            conn.commit()  # a script that left its transaction open: commit it with its history
+            # A script that left its transaction open: commit it together with its history.
+            for sql in finish:
+                history.write(sql)
+            finish = []
+            conn.commit()
         if switched_schema:
+            for sql in finish:
+                history.write(sql)
+            finish = []
             conn.select_db(self.settings.database)
         log.info("%s: applied %d statement(s)", m.script, total - step.start)
+        return finish
 
     def _execute(
-        self, conn: pymysql.connections.Connection, cur: pymysql.cursors.Cursor, stmt: Statement
+        self,
+        conn: pymysql.connections.Connection,
+        cur: pymysql.cursors.Cursor,
+        stmt: Statement,
+        announce: list[str],
     ) -> None:
-        """Run one statement; retry with backoff when it times out waiting for a lock."""
+        """Run one statement, preceded in the same packet by its history write `announce`;
+        retry (the statement alone) with backoff when it times out waiting for a lock."""
         delay = self.options.statement_retry_backoff
         attempt = 0
         while True:
             try:
-                cur.execute(stmt.sql)
+                if announce:
+                    try:
+                        # No newline before the statement: server errors keep its line numbers.
+                        cur.execute(";".join([*announce, stmt.sql]))
+                        for _ in range(len(announce) - 1):
+                            cur.nextset()
+                    except pymysql.err.MySQLError as exc:
+                        # A history write failed; the server stopped before the statement.
+                        raise _HistoryWriteFailed(_server_error(exc)) from None
+                    announce = []
+                    cur.nextset()  # the statement's own (first) result
+                else:
+                    cur.execute(stmt.sql)
                 while cur.nextset():
                     pass
                 return

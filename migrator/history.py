@@ -70,6 +70,15 @@ class HistoryRow:
     error: str | None
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def _hex(digest: str) -> str:
+    if not digest or not _HEX.issuperset(digest):
+        raise ValueError("not a hex digest")
+    return digest
+
+
 def qualified_table(database: str) -> str:
     return f"`{database.replace('`', '``')}`.`{TABLE}`"
 
@@ -82,6 +91,7 @@ class History:
         self.table = qualified_table(database)
         self.installed_by = installed_by[:100]
         self.cursor = conn.cursor()
+        self.next_rank = 1
 
     def read(self, create: bool = True) -> list[HistoryRow]:
         """Every row in rank order: the run's one history read (creates the table if absent)."""
@@ -92,8 +102,9 @@ class History:
                 raise
             if create:
                 self.cursor.execute(CREATE_TABLE.format(table=self.table))
+            self.next_rank = 1
             return []
-        rows = []
+        rows: list[HistoryRow] = []
         for r in self.cursor.fetchall():
             rows.append(
                 HistoryRow(
@@ -114,9 +125,13 @@ class History:
                     error=r[14],
                 )
             )
+        self.next_rank = (rows[-1].installed_rank + 1) if rows else 1
         return rows
 
-    def start(
+    # The writes that precede a statement are returned as SQL so the engine can send each one
+    # in the same packet as the statement it announces (one round trip instead of two; the
+    # server still runs and commits the history write first).
+    def start_sql(
         self,
         version: str | None,
         description: str,
@@ -124,13 +139,17 @@ class History:
         script: str,
         checksum: str,
         statements_total: int,
-    ) -> int:
-        """Insert an in_progress row before the first statement; returns its rank."""
-        self.cursor.execute(
-            f"INSERT INTO {self.table} (version, description, type, script, checksum, "
-            "installed_by, state, statements_total, statements_done, statement_checksums) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, '')",
+    ) -> tuple[int, str]:
+        """(rank, INSERT of an in_progress row). Ranks are assigned here: the run holds the
+        migration lock, so nobody else writes history meanwhile."""
+        rank = self.next_rank
+        self.next_rank += 1
+        sql = self.cursor.mogrify(
+            f"INSERT INTO {self.table} (installed_rank, version, description, type, script, "
+            "checksum, installed_by, state, statements_total, statements_done, "
+            "statement_checksums) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, '')",
             (
+                rank,
                 version,
                 description[:200],
                 kind,
@@ -141,32 +160,39 @@ class History:
                 statements_total,
             ),
         )
-        return int(self.cursor.lastrowid)
+        return rank, sql
 
-    def resume(self, rank: int, checksum: str, statements_total: int) -> None:
+    def resume_sql(self, rank: int, checksum: str, statements_total: int) -> str:
         """A failed row goes back to in_progress (with the fixed file's checksum)."""
-        self.cursor.execute(
+        return self.cursor.mogrify(
             f"UPDATE {self.table} SET state=%s, success=0, checksum=%s, statements_total=%s, "
             "error=NULL, installed_by=%s, installed_on=CURRENT_TIMESTAMP "
             "WHERE installed_rank=%s",
             (IN_PROGRESS, checksum, statements_total, self.installed_by, rank),
         )
 
-    def statement_done(self, rank: int, done: int, statement_checksum: str) -> None:
-        """Statement number `done` completed (and statement done+1 is now in flight)."""
-        self.cursor.execute(
-            f"UPDATE {self.table} SET statements_done=%s, "
-            "statement_checksums=CONCAT(statement_checksums, %s) WHERE installed_rank=%s",
-            (done, statement_checksum + " ", rank),
+    def statement_done_sql(self, rank: int, done: int, statement_checksum: str) -> str:
+        """Statement number `done` completed (and statement done+1 is now in flight).
+        Built without escaping: every value is an int or a hex digest (the hot path)."""
+        return (
+            f"UPDATE {self.table} SET statements_done={int(done)}, statement_checksums="
+            f"CONCAT(statement_checksums, '{_hex(statement_checksum)} ') "
+            f"WHERE installed_rank={int(rank)}"
         )
 
+    def write(self, sql: str) -> None:
+        self.cursor.execute(sql)
+
     def finish(self, rank: int, done: int, last_checksum: str | None, execution_ms: int) -> None:
+        self.cursor.execute(self.finish_sql(rank, done, last_checksum, execution_ms))
+
+    def finish_sql(self, rank: int, done: int, last_checksum: str | None, execution_ms: int) -> str:
         """The last statement completed: the row says success (one write)."""
-        self.cursor.execute(
-            f"UPDATE {self.table} SET state=%s, success=1, statements_done=%s, "
-            "statement_checksums=CONCAT(statement_checksums, %s), execution_time=%s, "
-            "error=NULL WHERE installed_rank=%s",
-            (SUCCESS, done, (last_checksum + " ") if last_checksum else "", execution_ms, rank),
+        appended = f"{_hex(last_checksum)} " if last_checksum else ""
+        return (
+            f"UPDATE {self.table} SET state='{SUCCESS}', success=1, statements_done={int(done)}, "
+            f"statement_checksums=CONCAT(statement_checksums, '{appended}'), "
+            f"execution_time={int(execution_ms)}, error=NULL WHERE installed_rank={int(rank)}"
         )
 
     def fail(

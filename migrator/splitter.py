@@ -40,6 +40,19 @@ class SplitError(ConfigurationError):
 
 
 _DELIMITER_COMMAND = re.compile(r"[ \t]*delimiter(?=[ \t\r\n]|$)(.*)", re.IGNORECASE | re.DOTALL)
+_BLANKS = re.compile(r"[ \t\f\v]+")
+_PLAIN_RUNS: dict[str, re.Pattern[str]] = {}
+
+
+def _plain_run(first_delimiter_char: str) -> re.Pattern[str]:
+    """Runs of characters that can start nothing special (strings, comments, the delimiter)."""
+    pattern = _PLAIN_RUNS.get(first_delimiter_char)
+    if pattern is None:
+        pattern = re.compile(r"[^'\"`#\-/*\s" + re.escape(first_delimiter_char) + r"]+")
+        _PLAIN_RUNS[first_delimiter_char] = pattern
+    return pattern
+
+
 _END_QUOTE = {"'": re.compile(r"\\.|'", re.DOTALL), '"': re.compile(r'\\.|"', re.DOTALL)}
 
 
@@ -88,8 +101,7 @@ def split_statements(text: str) -> list[Statement]:
                 delimiter = _delimiter_argument(command.group(1), line_no)
                 continue
         pos, end = 0, len(line)
-        # Runs of characters that can never start anything special under this delimiter.
-        plain = re.compile(r"[^'\"`#\-/*\s" + re.escape(delimiter[0]) + r"]+")
+        plain = _plain_run(delimiter[0])
         while pos < end:
             if in_comment:
                 close = line.find("*/", pos)
@@ -128,6 +140,11 @@ def split_statements(text: str) -> list[Statement]:
             if m:
                 if not start_line:
                     start_line = line_no
+                buf.append(m.group())
+                pos = m.end()
+                continue
+            m = _BLANKS.match(line, pos)
+            if m:
                 buf.append(m.group())
                 pos = m.end()
                 continue
