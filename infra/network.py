@@ -178,6 +178,7 @@ class Network(pulumi.ComponentResource):
         self, name: str, args: NetworkArgs, vpc: aws.ec2.Vpc, child: pulumi.ResourceOptions
     ) -> None:
         """All VPC traffic logged to a KMS-encrypted log group (FSBP EC2.6)."""
+        account_id = aws.get_caller_identity(opts=pulumi.InvokeOptions(parent=self)).account_id
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-flow-logs",
             name=f"/aws/vpc/flow-logs/{args.name_prefix}",
@@ -196,6 +197,8 @@ class Network(pulumi.ComponentResource):
                             "Effect": "Allow",
                             "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
                             "Action": "sts:AssumeRole",
+                            # Only on behalf of this account (no confused deputy).
+                            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
                         }
                     ],
                 },

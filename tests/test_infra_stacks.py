@@ -338,3 +338,21 @@ def test_vpc_has_dns_and_flow_logs_to_an_encrypted_group(stack):
     assert flow_log.inputs["logDestination"].endswith(f"log-group:{group.inputs['name']}")
     assert group.inputs["kmsKeyId"] == kms_key_arn(plan)
     assert group.inputs["retentionInDays"] == {"staging": 30, "production": 365}[stack]
+
+
+def test_service_roles_trust_only_their_service():
+    plan = plan_of("production")
+    flow_trust = policy(plan.by_name("network-flow-logs-role"), "assumeRolePolicy")
+    (statement,) = flow_trust["Statement"]
+    assert statement["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+    delivery = policy(plan.by_name("network-flow-logs-delivery"))
+    (grant,) = delivery["Statement"]
+    assert all(
+        r.startswith("arn:aws:logs:us-east-1:123456789012:log-group:/aws/vpc/flow-logs/")
+        for r in grant["Resource"]
+    )
+    monitoring_trust = policy(plan.by_name("database-monitoring-role"), "assumeRolePolicy")
+    assert [s["Principal"] for s in monitoring_trust["Statement"]] == [
+        {"Service": "monitoring.rds.amazonaws.com"}
+    ]
