@@ -158,7 +158,7 @@ def set_secret(
         ) from None
     try:
         with session.cursor() as cursor:
-            _set_own_password(cursor, new.password)
+            set_own_password(cursor, new.password)
     except pymysql.err.MySQLError as exc:
         session.close()
         raise RotationFailed(
@@ -169,7 +169,7 @@ def set_secret(
     return session
 
 
-def _set_own_password(cursor: pymysql.cursors.Cursor, password: str) -> None:
+def set_own_password(cursor: pymysql.cursors.Cursor, password: str) -> None:
     """ALTER USER on the session's own account, named explicitly: MariaDB 10.11 accepts
     `ALTER USER CURRENT_USER() IDENTIFIED BY ...` but silently leaves the password as it was,
     while the explicit 'user'@'host' form works on MariaDB and MySQL 8 alike."""
@@ -198,7 +198,7 @@ def test_secret(
     old = parse(request.secret_arn, current.value)
     try:
         with session.cursor() as cursor:
-            _set_own_password(cursor, old.password)
+            set_own_password(cursor, old.password)
         restored = "the database password was set back to the AWSCURRENT value"
     except pymysql.err.MySQLError as exc:
         restored = (

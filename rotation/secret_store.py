@@ -125,6 +125,19 @@ class SecretStore:
             VersionStages=[PENDING],
         )
 
+    def move_current(self, secret_arn: str, to_version: str, from_version: str | None) -> None:
+        """Move AWSCURRENT (Secrets Manager moves AWSPREVIOUS to `from_version`)."""
+        kwargs: dict[str, Any] = {"MoveToVersionId": to_version}
+        if from_version:
+            kwargs["RemoveFromVersionId"] = from_version
+        self._call(
+            secret_arn,
+            "moving AWSCURRENT",
+            "update_secret_version_stage",
+            VersionStage=CURRENT,
+            **kwargs,
+        )
+
     def promote(self, secret_arn: str, token: str) -> str | None:
         """Move AWSCURRENT to `token` (AWSPREVIOUS follows to the old one), drop AWSPENDING.
 
@@ -134,16 +147,7 @@ class SecretStore:
         current = next((v for v, s in stages.items() if CURRENT in s), None)
         previous: str | None = None
         if current != token:
-            kwargs: dict[str, Any] = {"MoveToVersionId": token}
-            if current:
-                kwargs["RemoveFromVersionId"] = current
-            self._call(
-                secret_arn,
-                "promoting to AWSCURRENT",
-                "update_secret_version_stage",
-                VersionStage=CURRENT,
-                **kwargs,
-            )
+            self.move_current(secret_arn, token, current)
             previous = current
         if PENDING in stages.get(token, []):
             self._call(

@@ -1,0 +1,117 @@
+"""Put AWSPREVIOUS back: the way out of a rotation that turned out badly.
+
+- Master: the previous password is set on the database over SQL (connected with the current
+  one, or with the previous one if the database already has it), a fresh login with it is
+  tested, and only then AWSCURRENT moves back to the previous version (which leaves the
+  rotated version as AWSPREVIOUS, so rolling back twice undoes the rollback).
+- Application roles: no SQL at all. The previous account still has its password and grants
+  (it is not touched until the next rotation), so after a test login the secret flips back.
+
+Pulumi's state is not changed: the next rotation is simply the next new value of
+`appdb:credentialsRotation`, and `pulumi up` with an unchanged value does nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pymysql
+
+from rotation.database import AuthenticationFailed, ConnectionFailed, connect_as, parse
+from rotation.errors import RotationError, RotationFailed
+from rotation.master import set_own_password
+from rotation.secret_store import CURRENT, PREVIOUS, SecretStore, SecretVersion
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    secret_arn: str
+    username: str  # the account the secret names now
+    version_id: str  # now AWSCURRENT (was AWSPREVIOUS)
+    rolled_back_version_id: str  # now AWSPREVIOUS (was AWSCURRENT)
+
+
+def _versions(store: SecretStore, secret_arn: str) -> tuple[SecretVersion, SecretVersion]:
+    current = store.read(secret_arn, CURRENT)
+    previous = store.read(secret_arn, PREVIOUS)
+    if current is None or previous is None:
+        raise RotationError(
+            f"secret {secret_arn} has no {'AWSCURRENT' if current is None else 'AWSPREVIOUS'} "
+            "version: there is nothing to roll back to"
+        )
+    return current, previous
+
+
+def _test_login(
+    secret_arn: str, version: SecretVersion, ca_bundle: str | None, deadline: float
+) -> None:
+    credentials = parse(secret_arn, version.value)
+    try:
+        probe = connect_as(
+            credentials,
+            database=credentials.dbname or "",
+            ca_bundle=ca_bundle,
+            connect_deadline=deadline,
+        )
+    except ConnectionFailed as exc:
+        raise RotationFailed(
+            f"rollback of {secret_arn}: the AWSPREVIOUS credentials do not log in ({exc}); "
+            "AWSCURRENT was left where it is"
+        ) from None
+    probe.close()
+
+
+def _flip_back(
+    store: SecretStore, secret_arn: str, current: SecretVersion, previous: SecretVersion
+) -> RollbackResult:
+    store.move_current(secret_arn, previous.version_id, current.version_id)
+    return RollbackResult(
+        secret_arn, str(previous.value.get("username")), previous.version_id, current.version_id
+    )
+
+
+def rollback_master(
+    secret_arn: str,
+    *,
+    region: str | None = None,
+    ca_bundle: str | None = None,
+    connect_deadline: float = 60.0,
+) -> RollbackResult:
+    store = SecretStore(region)
+    current, previous = _versions(store, secret_arn)
+    now, before = parse(secret_arn, current.value), parse(secret_arn, previous.value)
+    endpoint = {"host": now.host, "port": now.port}
+    try:
+        session = connect_as(
+            now, **endpoint, ca_bundle=ca_bundle, connect_deadline=connect_deadline
+        )
+    except AuthenticationFailed:
+        # The database may already have the previous password (a half-done rollback).
+        session = connect_as(
+            before, **endpoint, ca_bundle=ca_bundle, connect_deadline=connect_deadline
+        )
+    try:
+        with session.cursor() as cursor:
+            set_own_password(cursor, before.password)
+    except pymysql.err.MySQLError as exc:
+        raise RotationFailed(
+            f"rollback of {secret_arn}: the server refused the previous password "
+            f"(error {exc.args[0]}: {exc.args[1]}); nothing was changed"
+        ) from None
+    finally:
+        session.close()
+    _test_login(secret_arn, previous, ca_bundle, connect_deadline)
+    return _flip_back(store, secret_arn, current, previous)
+
+
+def rollback_role(
+    secret_arn: str,
+    *,
+    region: str | None = None,
+    ca_bundle: str | None = None,
+    connect_deadline: float = 60.0,
+) -> RollbackResult:
+    store = SecretStore(region)
+    current, previous = _versions(store, secret_arn)
+    _test_login(secret_arn, previous, ca_bundle, connect_deadline)
+    return _flip_back(store, secret_arn, current, previous)

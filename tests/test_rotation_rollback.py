@@ -1,0 +1,88 @@
+"""Rolling back to AWSPREVIOUS (scripts/rollback-credentials), against MariaDB + moto."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rotation_support import can_login, create_secret, make_master, master_secret, stages, value
+
+from rotation.app_users import ApplicationUsers, RoleEndpoint, apply_application_users
+from rotation.errors import RotationError
+from rotation.master import MasterRotation, rotate_master
+from rotation.rollback import rollback_master, rollback_role
+from standins.mariadb import MariaDBServer
+
+ROOT = Path(__file__).resolve().parent.parent
+ROTATED = "Rotated-Master.Password~for+rollback"
+
+
+@pytest.fixture
+def master(mariadb: MariaDBServer, database: str, aws: str) -> dict:
+    user, password = make_master(mariadb)
+    return {
+        "user": user,
+        "password": password,
+        "database": database,
+        "arn": master_secret(mariadb, user, password, database),
+    }
+
+
+def test_master_rollback_with_the_script_restores_the_previous_password(mariadb, master):
+    rotated = rotate_master(
+        MasterRotation(
+            secret_arn=master["arn"], new_password=ROTATED, rotation="r1",
+            ca_bundle=str(mariadb.ca_path), connect_deadline=5, test_deadline=1,
+        )
+    )  # fmt: skip
+    completed = subprocess.run(
+        [
+            sys.executable, str(ROOT / "scripts" / "rollback-credentials"), "master",
+            "--secret-id", master["arn"], "--ca-bundle", str(mariadb.ca_path),
+            "--connect-deadline", "5",
+        ],
+        capture_output=True, text=True, env=dict(os.environ), timeout=60, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert f"version {rotated.previous_version_id}" in completed.stdout
+    assert ROTATED not in completed.stdout + completed.stderr
+    assert master["password"] not in completed.stdout + completed.stderr
+    assert value(master["arn"])["password"] == master["password"]
+    assert stages(master["arn"])[rotated.version_id] == ["AWSPREVIOUS"]
+    assert can_login(mariadb, master["user"], master["password"])
+    assert not can_login(mariadb, master["user"], ROTATED)
+
+
+def test_master_rollback_without_a_previous_version_is_refused(mariadb, master):
+    with pytest.raises(RotationError, match="nothing to roll back to"):
+        rollback_master(master["arn"], ca_bundle=str(mariadb.ca_path), connect_deadline=5)
+
+
+def test_role_rollback_flips_to_the_previous_account_without_sql(mariadb, master):
+    app_arn = create_secret()
+
+    def apply(rotation: str) -> None:
+        apply_application_users(
+            ApplicationUsers(
+                master_secret_arn=master["arn"], schema=master["database"],
+                roles={"app": RoleEndpoint(app_arn, mariadb.host, mariadb.port)},
+                rotation=rotation, ca_bundle=str(mariadb.ca_path), connect_deadline=5,
+                test_deadline=1, account_prefix="rb_",
+            )
+        )  # fmt: skip
+
+    apply("r1")
+    apply("r2")
+    assert value(app_arn)["username"] == "rb_app_b"
+    result = rollback_role(app_arn, ca_bundle=str(mariadb.ca_path), connect_deadline=5)
+    assert result.username == "rb_app_a"
+    previous = value(app_arn)
+    assert previous["username"] == "rb_app_a"
+    assert can_login(mariadb, "rb_app_a", previous["password"], master["database"])
+    root = mariadb.root_connection()
+    with root.cursor() as cur:
+        cur.execute("DROP USER IF EXISTS rb_app_a, rb_app_b")
+    root.close()
