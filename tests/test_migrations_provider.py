@@ -278,6 +278,10 @@ def test_read_shows_drift_in_the_history_table(
     )
     assert compare(refreshed.outs, props).changed == ["V2__colour.sql"]
     assert provider.diff(created.id, refreshed.outs, props).changes is True
+    # The refreshed inputs hold the database's map, so the preview displays V2 as changed.
+    assert refreshed.inputs is not None
+    assert refreshed.inputs["migrations"] == refreshed.outs["applied"]
+    assert refreshed.inputs["migrations"] != props["migrations"]
 
 
 def test_delete_leaves_the_schema_in_place(

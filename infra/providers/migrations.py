@@ -180,16 +180,17 @@ class SchemaMigrationsProvider(dynamic.ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
         def applied_now() -> dict[str, Any]:
             migrations = _load_migrations(props, verify=False)
-            applied = _with_current_secret(
+            return _with_current_secret(
                 props, lambda settings: Migrator(settings, migrations).applied_checksums()
             )
-            return {
-                **_inputs(props),
-                "applied": applied,
-                "applied_version": highest_version(applied),
-            }
 
-        return dynamic.ReadResult(id_, _readable_errors(props, applied_now))
+        applied = _readable_errors(props, applied_now)
+        outs = {**_inputs(props), "applied": applied, "applied_version": highest_version(applied)}
+        # The refreshed inputs record the migration map as the database has it, so the next
+        # `pulumi preview --diff` displays the drifted scripts in the `migrations` property
+        # (Pulumi displays input changes; `diff` alone could only say "something changed").
+        inputs = {**_inputs(props), "migrations": applied}
+        return dynamic.ReadResult(id_, outs, inputs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         # Dropping a schema is never a side effect of `pulumi destroy` or of removing this
