@@ -495,8 +495,8 @@ def history(tmp_path_factory) -> History:
     return History(repo, base, commits, {name: report(name) for name in commits}, report("base"))
 
 
-# Components that hold credentials (issue 4: a rotation touches nothing else).
-CREDENTIAL_COMPONENTS = {"credentials", "rotation"}
+# Top-level components (__main__.py) that hold credentials: a rotation touches nothing else.
+CREDENTIAL_COMPONENTS = {"credentials", "master-rotation", "application-users"}
 
 
 def names(resources) -> list[str]:
@@ -558,9 +558,6 @@ def test_history_new_migration_is_pending(history):
     assert "1. line 2: `CREATE TABLE orders (`" in text
 
 
-@pytest.mark.xfail(
-    strict=True, reason="TEMPORARY: rotation wiring (issue 4) not yet in __main__.py"
-)
 def test_history_rotation_changes_only_credential_resources(history):
     report = history.reports["rotation"]
     assert report.resources.changed, "a new rotation value must change something"
