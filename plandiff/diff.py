@@ -141,13 +141,24 @@ def property_changes(before: Resource, after: Resource) -> list[PropertyChange]:
     return changes
 
 
+def _reading_order(resource: Resource) -> tuple[str, str, str]:
+    return (resource.component, resource.name, resource.urn)
+
+
 def diff_plans(base: PlanSnapshot, head: PlanSnapshot) -> StackDiff:
+    """Resources matched by URN; listed by component, then name (a stable reading order)."""
     diff = StackDiff(stack=head.stack)
-    for urn in sorted(set(head.resources) - set(base.resources)):
-        diff.added.append(head.resources[urn])
-    for urn in sorted(set(base.resources) - set(head.resources)):
-        diff.removed.append(base.resources[urn])
-    for urn in sorted(set(base.resources) & set(head.resources)):
+    diff.added = sorted(
+        (head.resources[urn] for urn in set(head.resources) - set(base.resources)),
+        key=_reading_order,
+    )
+    diff.removed = sorted(
+        (base.resources[urn] for urn in set(base.resources) - set(head.resources)),
+        key=_reading_order,
+    )
+    for urn in sorted(
+        set(base.resources) & set(head.resources), key=lambda u: _reading_order(head.resources[u])
+    ):
         changes = property_changes(base.resources[urn], head.resources[urn])
         if changes:
             diff.changed.append(ResourceChange(head.resources[urn], tuple(changes)))
