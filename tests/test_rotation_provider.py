@@ -214,3 +214,70 @@ def test_providers_serialise_by_reference_and_load_in_a_fresh_interpreter(provid
     assert completed.returncode == 0, completed.stderr
     loaded = json.loads(completed.stdout)
     assert loaded == {"type": f"infra.providers.rotation.{provider_class.__name__}", "attrs": []}
+
+
+def test_pulumis_provider_host_runs_both_providers(mariadb, master):
+    """What `pulumi up` does: the engine starts the Python provider host in the project directory
+    and sends the serialised provider with each request, over gRPC (numbers arrive as floats,
+    secrets unwrapped)."""
+    import asyncio
+    import os
+
+    import grpc
+    from pulumi.runtime import proto, rpc
+    from pulumi.runtime.proto import provider_pb2_grpc
+
+    def struct(values: dict[str, Any]) -> Any:
+        return asyncio.run(rpc.serialize_properties(values, {}))
+
+    master_inputs = {
+        **master_props(mariadb, master, "2026-01", PASSWORD_1),
+        "__provider": serialize_provider(MasterPasswordRotationProvider()),
+    }
+    master["app"], master["readonly"] = create_secret(), create_secret()
+    users_inputs = {
+        **users_props(mariadb, master, "r1", "grpc_"),
+        "__provider": serialize_provider(ApplicationUsersProvider()),
+    }
+    dynamic = "urn:pulumi:staging::appdb::pulumi-python:dynamic/appdb"
+    host = subprocess.Popen(
+        [sys.executable, "-m", "pulumi.dynamic"],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},  # AWS_* from `aws`
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert host.stdout is not None
+        port = int(host.stdout.readline())
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = provider_pb2_grpc.ResourceProviderStub(channel)
+            urn = f"{dynamic}:MasterPasswordRotation::master-rotation-rotated"
+            created = stub.Create(proto.CreateRequest(urn=urn, properties=struct(master_inputs)))
+            outs = rpc.deserialize_properties(created.properties)
+            assert PASSWORD_1 not in json.dumps(outs)
+            assert value(master["arn"])["password"] == PASSWORD_1
+            same = stub.Diff(
+                proto.DiffRequest(
+                    id=created.id, urn=urn, olds=struct(outs), news=struct(master_inputs)
+                )
+            )
+            assert same.changes == proto.DiffResponse.DIFF_NONE
+            rotated = {**master_inputs, "rotation": "2026-02", "new_password": PASSWORD_2}
+            some = stub.Diff(
+                proto.DiffRequest(id=created.id, urn=urn, olds=struct(outs), news=struct(rotated))
+            )
+            assert some.changes == proto.DiffResponse.DIFF_SOME and list(some.replaces) == []
+
+            urn = f"{dynamic}:ApplicationUsers::application-users-accounts"
+            created = stub.Create(proto.CreateRequest(urn=urn, properties=struct(users_inputs)))
+            outs = rpc.deserialize_properties(created.properties)
+            assert outs["active_users"] == {"app": "grpc_app_a", "readonly": "grpc_readonly_a"}
+            assert value(master["app"])["password"] not in json.dumps(outs)
+    finally:
+        host.terminate()
+        host.wait(timeout=30)
+        root = mariadb.root_connection()
+        with root.cursor() as cur:
+            cur.execute("DROP USER IF EXISTS grpc_app_a, grpc_readonly_a")
+        root.close()
