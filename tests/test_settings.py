@@ -286,3 +286,10 @@ def test_docs_list_every_config_key():
     text = (ROOT / "docs" / "infrastructure.md").read_text()
     missing = [k for k in (*SCALAR_KEYS, *STRUCTURED_KEYS) if f"`appdb:{k}`" not in text]
     assert missing == []
+
+
+def test_replicas_may_have_their_own_instance_class():
+    assert parse("production", replicaInstanceClass="db.r6g.xlarge").replica_instance_class == (
+        "db.r6g.xlarge"
+    )
+    assert parse("production").replica_instance_class == "db.r6g.large"  # empty: the primary's
