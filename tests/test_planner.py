@@ -230,3 +230,21 @@ def test_json_cli_is_byte_identical_to_an_earlier_run():
     assert [r["urn"] for r in document["resources"]] == sorted(
         r["urn"] for r in document["resources"]
     )
+
+
+def test_plan_cli_what_if_with_invalid_values_lists_every_problem():
+    completed = subprocess.run(
+        [
+            sys.executable, str(ROOT / "scripts" / "plan"), "--stack", "staging",
+            "--set", "readReplicaCount=9", "--set", "masterPasswordLength=8",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert completed.returncode == 1
+    assert completed.stdout == ""
+    assert "invalid configuration for stack 'staging' (2 problems)" in completed.stderr
+    assert "appdb:readReplicaCount = '9': must be an integer from 0 to 5" in completed.stderr
+    assert "appdb:masterPasswordLength = '8': must be an integer from 16 to 41" in completed.stderr
+    assert "Traceback" not in completed.stderr
