@@ -233,9 +233,15 @@ def resource_flags(diff: StackDiff) -> list[Flag]:
 
 def _change_flags(change: ResourceChange) -> list[Flag]:
     resource = change.resource
-    if resource.type != DB_INSTANCE:
-        return []
     flags: list[Flag] = []
+    protect = next((c for c in change.changes if c.path == "options.protect"), None)
+    protect_removed = protect is not None and protect.before is True and protect.after is not True
+    if resource.type in DATA_BEARING_TYPES and protect_removed:
+        flags.append(
+            Flag("protect-off", resource.name, f"{resource.type}: Pulumi `protect` removed")
+        )
+    if resource.type != DB_INSTANCE:
+        return flags
     label = _label(resource)
     replacing = sorted({c.top_level for c in change.changes if c.replaces})
     if replacing:
@@ -267,6 +273,11 @@ def _change_flags(change: ResourceChange) -> list[Flag]:
     if encryption and encryption.before is True and encryption.after is not True:
         flags.append(
             Flag("encryption-off", resource.name, f"{label}: storage encryption turned off")
+        )
+    final = by_prop.get("skipFinalSnapshot")
+    if final and final.after is True and final.before is not True and not _is_replica(resource):
+        flags.append(
+            Flag("final-snapshot-off", resource.name, f"{label}: no final snapshot on deletion")
         )
     retention = by_prop.get("backupRetentionPeriod")
     if retention and isinstance(retention.before, int):

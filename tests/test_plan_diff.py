@@ -178,6 +178,7 @@ def test_protection_public_access_backup_and_subnet_group_flags():
                 "publiclyAccessible": True,
                 "backupRetentionPeriod": 7,
                 "dbSubnetGroupName": "other",
+                "skipFinalSnapshot": True,
             },
         )
     )
@@ -185,6 +186,7 @@ def test_protection_public_access_backup_and_subnet_group_flags():
     assert kinds(report) == [
         "backup-retention-lowered",
         "deletion-protection-off",
+        "final-snapshot-off",
         "public-access-on",
         "risky-change",
     ]
@@ -194,6 +196,15 @@ def test_protection_public_access_backup_and_subnet_group_flags():
     report = report_of(head, base)
     assert "backup-retention-lowered" not in kinds(report)
     assert "deletion-protection-off" not in kinds(report)
+
+
+def test_removing_protect_from_the_database_is_flagged():
+    protected = Resource(
+        **{**vars(resource(INSTANCE, "primary", **PRIMARY)), "options": {"protect": True}}
+    )
+    unprotected = Resource(**{**vars(protected), "options": {"protect": False}})
+    assert kinds(report_of(snapshot(protected), snapshot(unprotected))) == ["protect-off"]
+    assert kinds(report_of(snapshot(unprotected), snapshot(protected))) == []
 
 
 def test_deleting_the_primary_is_flagged_but_not_a_replica():
