@@ -41,14 +41,12 @@ class SchemaMigrations(pulumi.ComponentResource):
         region: pulumi.Input[str],
         instance_identifier: pulumi.Input[str] | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
-        project_dir: Path | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("appdb:schema:SchemaMigrations", name, None, opts)
-        # Relative to the project directory (the program's working directory) both here and in
-        # the provider host, so the same relative `location` is stored in state.
-        base = project_dir or Path.cwd()
-        checksums = load_migrations(base / settings.location).checksums()
+        # `location` is relative to the project directory, the working directory of both the
+        # program and Pulumi's provider host: the relative path is what the state records.
+        checksums = load_migrations(Path.cwd() / settings.location).checksums()
 
         self.resource = provider.SchemaMigrations(
             f"{name}-applied",
