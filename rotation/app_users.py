@@ -28,7 +28,6 @@ from rotation.database import AuthenticationFailed, ConnectionFailed, connect_as
 from rotation.errors import RotationError, RotationFailed
 from rotation.grants import (
     ROLE_PRIVILEGES,
-    desired_grants,
     read_grants,
     repair_grants,
     users_for,
@@ -126,10 +125,6 @@ def read_application_users(request: ApplicationUsers) -> dict[str, RoleState]:
         return states
     finally:
         session.close()
-
-
-def desired_grant_lines(request: ApplicationUsers, role: str) -> list[str]:
-    return desired_grants(request.schema, request.privileges[role]).describe()
 
 
 def _master_session(request: ApplicationUsers) -> pymysql.connections.Connection:

@@ -184,6 +184,30 @@ def test_drift_is_reported_and_repaired(env):
     assert "DROP" not in shown and "PROCESS" not in shown
 
 
+def test_a_run_killed_before_the_flip_resumes_with_the_staged_value(env, monkeypatch):
+    from rotation.secret_store import SecretStore
+
+    apply_application_users(users_request(env, "r1"))
+    active = value(env["app_arn"])
+    real_promote = SecretStore.promote
+
+    def killed(self, secret_arn, token):
+        raise KeyboardInterrupt("killed before finishSecret")
+
+    monkeypatch.setattr(SecretStore, "promote", killed)
+    with pytest.raises(KeyboardInterrupt):
+        apply_application_users(users_request(env, "r2"))
+    staged = value(env["app_arn"], "AWSPENDING")
+    assert value(env["app_arn"]) == active  # not flipped
+    login(env, staged).close()  # the staged account was set up before the kill
+    monkeypatch.setattr(SecretStore, "promote", real_promote)
+
+    states = apply_application_users(users_request(env, "r2"))
+    assert states["app"].rotated
+    assert value(env["app_arn"]) == staged  # the staged value, not a second new password
+    login(env, active).close()  # the previous account still works
+
+
 def test_failed_test_step_does_not_flip_the_secret(env):
     apply_application_users(users_request(env, "r1"))
     before = value(env["app_arn"])
