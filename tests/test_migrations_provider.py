@@ -262,23 +262,28 @@ def test_read_shows_drift_in_the_history_table(
     created = provider.create(props)
     assert created.outs is not None
 
-    # Someone edits the history by hand: the recorded checksum of V2 no longer matches.
+    # Someone edits the history by hand: V2's recorded checksum changes, V1's row goes.
     with mariadb.root_connection(database) as conn, conn.cursor() as cur:
-        changed = cur.execute(
-            f"UPDATE `{history_table()}` SET checksum = 'edited-by-hand' WHERE script = %s",
+        table = history_table()
+        edited = cur.execute(
+            f"UPDATE `{table}` SET checksum = 'edited-by-hand' WHERE script = %s",
             ("V2__colour.sql",),
         )
-        assert changed == 1
+        deleted = cur.execute(f"DELETE FROM `{table}` WHERE script = %s", ("V1__widgets.sql",))
+        assert (edited, deleted) == (1, 1)
 
     refreshed = provider.read(created.id, created.outs)
     assert refreshed.outs is not None
-    assert refreshed.outs["applied"]["V2__colour.sql"] == "edited-by-hand"
-    assert (
-        refreshed.outs["applied"]["V1__widgets.sql"] == created.outs["applied"]["V1__widgets.sql"]
+    assert refreshed.outs["applied"] == {"V2__colour.sql": "edited-by-hand"}
+    assert refreshed.outs["applied_version"] == "2"
+    drift = compare(refreshed.outs, props)
+    assert (drift.pending, drift.changed, drift.missing) == (
+        ["V1__widgets.sql"],
+        ["V2__colour.sql"],
+        [],
     )
-    assert compare(refreshed.outs, props).changed == ["V2__colour.sql"]
     assert provider.diff(created.id, refreshed.outs, props).changes is True
-    # The refreshed inputs hold the database's map, so the preview displays V2 as changed.
+    # The refreshed inputs hold the database's map, so the preview displays V1 and V2.
     assert refreshed.inputs is not None
     assert refreshed.inputs["migrations"] == refreshed.outs["applied"]
     assert refreshed.inputs["migrations"] != props["migrations"]
