@@ -10,7 +10,7 @@ import pulumi
 from infra.credentials import Credentials, CredentialsArgs
 from infra.database import Database, DatabaseArgs
 from infra.encryption import Encryption, EncryptionArgs
-from infra.network import Network, NetworkArgs
+from infra.network import Network, NetworkArgs, select_availability_zones
 from infra.settings import load_settings
 from infra.tagging import tagged_provider
 
@@ -19,6 +19,12 @@ settings = load_settings()
 # Every AWS resource goes through this provider, which adds the standard tags (infra/tagging.py).
 aws_provider = tagged_provider(settings)
 with_provider = pulumi.ResourceOptions(providers=[aws_provider])
+# Checked like a setting, before any AWS resource: does the region offer enough zones?
+availability_zones = (
+    select_availability_zones(settings.availability_zone_count, settings.environment, aws_provider)
+    if settings.creates_network
+    else []
+)
 
 encryption = Encryption(
     "encryption",
@@ -37,7 +43,7 @@ network = Network(
     NetworkArgs(
         name_prefix=settings.name_prefix,
         vpc_cidr=settings.vpc_cidr,
-        availability_zone_count=settings.availability_zone_count,
+        availability_zones=availability_zones,
         existing_vpc_id=settings.existing_vpc_id,
         existing_subnet_ids=settings.existing_subnet_ids,
         database_port=settings.port,

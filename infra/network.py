@@ -8,22 +8,49 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+
+from infra.settings import SettingsError
 
 
 @dataclass(frozen=True)
 class NetworkArgs:
     name_prefix: str  # "<project>-<environment>"
     vpc_cidr: str
-    availability_zone_count: int
+    availability_zones: Sequence[str]  # from select_availability_zones; empty with an existing VPC
     existing_vpc_id: str | None
     existing_subnet_ids: tuple[str, ...]
     database_port: int
     flow_log_retention_days: int
     kms_key_arn: pulumi.Input[str]
+
+
+def select_availability_zones(
+    count: int, environment: str, provider: pulumi.ProviderResource
+) -> list[str]:
+    """The first `count` available zones of the provider's region (sorted by name).
+
+    Called before any AWS resource is declared, so a region with too few zones is reported like
+    any other invalid setting.
+    """
+    names = sorted(
+        aws.get_availability_zones(
+            state="available", opts=pulumi.InvokeOptions(provider=provider)
+        ).names
+    )
+    if len(names) < count:
+        raise SettingsError(
+            environment,
+            [
+                f"appdb:availabilityZoneCount = '{count}': the region offers only {len(names)} "
+                f"available zones ({', '.join(names)})"
+            ],
+        )
+    return names[:count]
 
 
 def subnet_cidrs(vpc_cidr: str, count: int) -> list[str]:
@@ -115,15 +142,9 @@ class Network(pulumi.ComponentResource):
     def _create_vpc(
         self, name: str, args: NetworkArgs, child: pulumi.ResourceOptions
     ) -> tuple[pulumi.Output[str], list[pulumi.Output[str]], list[str]]:
-        zones = aws.get_availability_zones(
-            state="available", opts=pulumi.InvokeOptions(parent=self)
-        ).names
-        if len(zones) < args.availability_zone_count:
-            raise ValueError(
-                f"appdb:availabilityZoneCount = {args.availability_zone_count}: the region offers "
-                f"only {len(zones)} available zones ({', '.join(zones)})"
-            )
-        zones = sorted(zones)[: args.availability_zone_count]
+        zones = list(args.availability_zones)
+        if len(zones) < 2:
+            raise ValueError(f"a VPC of this stack needs at least 2 availability zones: {zones}")
 
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",

@@ -159,10 +159,13 @@ def test_unmocked_invokes_fail_loudly():
 def test_region_with_too_few_zones_fails_with_the_key():
     with pytest.raises(PlanError) as caught:
         run_plan(ROOT, "production", overrides={"aws:region": "us-west-1"})
-    assert str(caught.value) == (
-        "appdb:availabilityZoneCount = 3: the region offers only 2 available zones "
+    assert caught.value.error_type == "SettingsError"
+    assert str(caught.value).endswith(
+        "appdb:availabilityZoneCount = '3': the region offers only 2 available zones "
         "(us-west-1a, us-west-1c)"
     )
+    # Only the (tagged) provider exists by then: no AWS resource was declared.
+    assert [r.type for r in caught.value.declared] == ["pulumi:providers:aws"]
 
 
 def test_human_output_groups_by_component_and_masks_secrets():
