@@ -152,6 +152,16 @@ def test_pull_request_runs_the_makefile_checks_and_the_offline_plan_diff():
     assert "<!-- appdb:plan-diff -->" in comment["with"]["script"]
 
 
+def ca_bundle_step(steps: list[dict]) -> int:
+    """Index of the step that puts RDS's CA bundle where appdb:tlsCaBundle points by default."""
+    return next(
+        i
+        for i, step in enumerate(steps)
+        if "certs/rds-global-bundle.pem" in step.get("run", "")
+        and "truststore.pki.rds.amazonaws.com" in step["run"]
+    )
+
+
 def test_pull_request_preview_only_with_aws_access_and_through_oidc():
     job = load("pull-request.yml")["jobs"]["preview"]
     assert "vars.AWS_ROLE_ARN != ''" in job["if"]
@@ -168,6 +178,7 @@ def test_pull_request_preview_only_with_aws_access_and_through_oidc():
     )
     aws = uses.index("aws-actions/configure-aws-credentials@v4")
     pulumi = uses.index("pulumi/actions@v6")
+    assert ca_bundle_step(steps) < pulumi
     assert install < pulumi and aws < pulumi
     assert steps[aws]["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
     assert not any("aws-access-key-id" in step.get("with", {}) for step in steps)
@@ -197,6 +208,10 @@ def test_the_reusable_deploy_job_is_gated_serialised_and_never_cancelled():
     assert job["permissions"]["id-token"] == "write"
     commands = [s["with"]["command"] for s in job["steps"] if s.get("uses") == "pulumi/actions@v6"]
     assert commands == ["preview", "up"]
+    first_pulumi = next(
+        i for i, s in enumerate(job["steps"]) if s.get("uses") == "pulumi/actions@v6"
+    )
+    assert ca_bundle_step(job["steps"]) < first_pulumi
     for step in job["steps"]:
         if step.get("uses") == "pulumi/actions@v6":
             assert step["with"]["cloud-url"] == "${{ vars.PULUMI_BACKEND_URL }}"
