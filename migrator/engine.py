@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -39,7 +38,6 @@ ER_LOCK_WAIT_TIMEOUT = 1205
 ER_LOCK_DEADLOCK = 1213
 LOST_CONNECTION = {2006, 2013, 2055}
 REPAIR_COMMAND = "scripts/migrate repair"
-_USE_STATEMENT = re.compile(r"\s*use\s", re.IGNORECASE)
 
 
 @dataclass
@@ -256,6 +254,57 @@ def assess(
     return a
 
 
+# Statements that return exactly one result, so the history write that follows one in the
+# same packet can be told apart from it (a CALL may return several).
+_SINGLE_RESULT_KEYWORDS = frozenset(
+    {
+        "ALTER",
+        "ANALYZE",
+        "COMMIT",
+        "CREATE",
+        "DELETE",
+        "DO",
+        "DROP",
+        "GRANT",
+        "INSERT",
+        "LOCK",
+        "OPTIMIZE",
+        "RENAME",
+        "REPLACE",
+        "REVOKE",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "SELECT",
+        "SET",
+        "START",
+        "TRUNCATE",
+        "UNLOCK",
+        "UPDATE",
+        "USE",
+    }
+)
+
+
+def _single_result(stmt: Statement) -> bool:
+    return stmt.delimiter == ";" and stmt.keyword in _SINGLE_RESULT_KEYWORDS
+
+
+@dataclass
+class _Progress:
+    """What the engine knows about a migration while it runs."""
+
+    committed: int  # statements whose effects are committed
+    done_checksums: list[str]
+    switched_schema: bool = False
+
+    def completed(self, conn: pymysql.connections.Connection, stmt: Statement) -> None:
+        self.done_checksums.append(stmt.checksum)
+        if not conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
+            self.committed = len(self.done_checksums)
+        if stmt.keyword == "USE":
+            self.switched_schema = True
+
+
 class _HistoryWriteFailed(Exception):
     """The history write sent ahead of a statement failed (so the statement did not run)."""
 
@@ -388,119 +437,161 @@ class Migrator:
         deferred: list[str],
     ) -> list[str]:
         """Apply one migration. `deferred` are history writes still to send (the previous
-        migration's success); returns this migration's own success write, deferred likewise.
+        migration's success); returns this migration's own success write if it is still to
+        be sent (it then rides with the next packet).
 
-        Each history write travels in the same multi-statement packet as the statement it
-        must precede; the server runs (and commits) it before that statement, so history is
-        durable before every statement while costing no extra round trip."""
+        Each packet is `[history writes;] statement[; success]`: the write that says
+        "statements 1..k done, k+1 in flight" goes in front of statement k+1, and the final
+        success write behind the last statement (unless that one may return several results,
+        like CALL). The server runs and commits each write before going on and stops at the
+        first error, so history is exact whatever happens to this process, at one round trip
+        per statement like the mysql client."""
         m, statements = step.migration, step.statements
         total = len(statements)
-        started = time.monotonic()
         if step.row is None:
             rank, first = history.start_sql(
-                m.version, m.description, m.kind, m.script, m.checksum, total
+                m.version,
+                m.description,
+                m.kind,
+                m.script,
+                m.checksum,
+                [st.checksum for st in statements],
             )
             done_checksums: list[str] = []
         else:
             rank = step.row.installed_rank
-            first = history.resume_sql(rank, m.checksum, total)
+            first = history.resume_sql(rank, m.checksum, [st.checksum for st in statements])
             done_checksums = list(step.row.statement_checksums[: step.start])
             log.info("%s: resuming at statement %d", m.script, step.start + 1)
         announce = [*deferred, first]
         if total == step.start:
             for sql in announce:
                 history.write(sql)
-            return [history.finish_sql(rank, total, None, 0)]
-        committed = step.start  # statements whose effects are committed
-        switched_schema = False
+            return [history.finish_sql(rank, total)]
+        progress = _Progress(committed=step.start, done_checksums=done_checksums)
         finish: list[str] = []
         cur = conn.cursor()
-        for index in range(step.start, total):
-            stmt = statements[index]
+        index = step.start
+        while index < total:
+            # One statement per packet: if this process dies, the server stops at the
+            # statement in flight rather than running on through a queued batch.
+            end = index + 1
+            parts: list[tuple[int | None, str]] = [(None, sql) for sql in announce]
+            parts.append((index, statements[index].sql))
+            closes = end == total and _single_result(statements[-1])
+            if closes:
+                parts.append((None, history.finish_sql(rank, total)))
             try:
-                self._execute(conn, cur, stmt, announce)
-            except _HistoryWriteFailed as failed:
-                raise MigrationError(
-                    f"{m.script}: cannot record progress in the history table before statement "
-                    f"{index + 1} (line {stmt.line}), so it was not run: {failed}"
-                ) from None
-            except pymysql.err.MySQLError as exc:
-                self._record_failure(
-                    conn, history, rank, m, index, stmt, committed, done_checksums, started, exc
+                failed = self._send(
+                    conn, cur, parts, lambda j: progress.completed(conn, statements[j])
                 )
-            done_checksums.append(stmt.checksum)
-            if not conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
-                committed = index + 1
-            switched_schema = switched_schema or bool(_USE_STATEMENT.match(stmt.sql))
-            if index == total - 1:
-                elapsed = int((time.monotonic() - started) * 1000)
-                finish = [history.finish_sql(rank, total, stmt.checksum, elapsed)]
-            else:
-                announce = [history.statement_done_sql(rank, index + 1, stmt.checksum)]
-        if conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
-            # A script that left its transaction open: commit it together with its history.
+            except _HistoryWriteFailed as exc:
+                raise MigrationError(
+                    f"{m.script}: cannot record progress in the history table, so the "
+                    f"statements after it were not run: {exc}"
+                ) from None
+            if failed is not None:
+                j, exc = failed
+                try:
+                    self._retry(conn, cur, statements[j], exc)
+                except pymysql.err.MySQLError as final:
+                    self._record_failure(
+                        conn,
+                        history,
+                        rank,
+                        m,
+                        j,
+                        statements[j],
+                        progress.committed,
+                        progress.done_checksums,
+                        final,
+                    )
+                progress.completed(conn, statements[j])
+                closes = False
+            index = end
+            if index < total:
+                announce = [history.statement_done_sql(rank, index)]
+            elif not closes:
+                finish = [history.finish_sql(rank, total)]
+        if conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS or progress.switched_schema:
+            # A script that left its transaction open is committed together with its history;
+            # one that switched schema gets the target database back.
             for sql in finish:
                 history.write(sql)
             finish = []
-            conn.commit()
-        if switched_schema:
-            for sql in finish:
-                history.write(sql)
-            finish = []
-            conn.select_db(self.settings.database)
+            if conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
+                conn.commit()
+            if progress.switched_schema:
+                conn.select_db(self.settings.database)
         log.info("%s: applied %d statement(s)", m.script, total - step.start)
         return finish
 
-    def _execute(
+    @staticmethod
+    def _send(
+        conn: pymysql.connections.Connection,
+        cur: pymysql.cursors.Cursor,
+        parts: list[tuple[int | None, str]],
+        on_statement_done: Callable[[int], None],
+    ) -> tuple[int, pymysql.err.MySQLError] | None:
+        """Send the parts (history writes: index None; statements: their index) as one
+        packet and read the results in order. Returns (index, error) of a failed statement
+        (the server ran nothing after it), or None."""
+        # ";" without a newline before a statement keeps the server's line numbers right.
+        packet = ";".join(sql for _, sql in parts)
+        for position, (statement_index, _) in enumerate(parts):
+            try:
+                if position == 0:
+                    cur.execute(packet)
+                else:
+                    cur.nextset()
+                if statement_index is not None and position == len(parts) - 1:
+                    while cur.nextset():  # a lone CALL may return several results
+                        pass
+            except pymysql.err.MySQLError as exc:
+                if statement_index is None:
+                    raise _HistoryWriteFailed(_server_error(exc)) from None
+                return statement_index, exc
+            if statement_index is not None:
+                on_statement_done(statement_index)
+        return None
+
+    def _retry(
         self,
         conn: pymysql.connections.Connection,
         cur: pymysql.cursors.Cursor,
         stmt: Statement,
-        announce: list[str],
+        error: pymysql.err.MySQLError,
     ) -> None:
-        """Run one statement, preceded in the same packet by its history write `announce`;
-        retry (the statement alone) with backoff when it times out waiting for a lock."""
+        """Re-run a statement that timed out waiting for a lock, alone, with backoff, a
+        bounded number of times; re-raise anything else (or the last failure)."""
         delay = self.options.statement_retry_backoff
-        attempt = 0
+        attempt = 1
         while True:
+            code = error.args[0] if error.args else 0
+            in_trans = conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS
+            retriable = code == ER_LOCK_WAIT_TIMEOUT or (code == ER_LOCK_DEADLOCK and not in_trans)
+            if not retriable or attempt > self.options.statement_retries:
+                error.attempts = attempt  # type: ignore[attr-defined]
+                raise error
+            log.warning(
+                "statement at line %d waited %ss for a lock (error %s); retry %d/%d in %.1fs",
+                stmt.line,
+                self.options.statement_lock_wait_seconds,
+                code,
+                attempt,
+                self.options.statement_retries,
+                delay,
+            )
+            time.sleep(delay)
+            delay *= 2
+            attempt += 1
             try:
-                if announce:
-                    try:
-                        # No newline before the statement: server errors keep its line numbers.
-                        cur.execute(";".join([*announce, stmt.sql]))
-                        for _ in range(len(announce) - 1):
-                            cur.nextset()
-                    except pymysql.err.MySQLError as exc:
-                        # A history write failed; the server stopped before the statement.
-                        raise _HistoryWriteFailed(_server_error(exc)) from None
-                    announce = []
-                    cur.nextset()  # the statement's own (first) result
-                else:
-                    cur.execute(stmt.sql)
+                cur.execute(stmt.sql)
                 while cur.nextset():
                     pass
                 return
             except pymysql.err.MySQLError as exc:
-                code = exc.args[0] if exc.args else 0
-                in_trans = conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS
-                retriable = code == ER_LOCK_WAIT_TIMEOUT or (
-                    code == ER_LOCK_DEADLOCK and not in_trans
-                )
-                if not retriable or attempt >= self.options.statement_retries:
-                    exc.attempts = attempt + 1  # type: ignore[attr-defined]
-                    raise
-                attempt += 1
-                log.warning(
-                    "statement at line %d waited %ss for a lock (error %s); retry %d/%d in %.1fs",
-                    stmt.line,
-                    self.options.statement_lock_wait_seconds,
-                    code,
-                    attempt,
-                    self.options.statement_retries,
-                    delay,
-                )
-                time.sleep(delay)
-                delay *= 2
+                error = exc
 
     def _record_failure(
         self,
@@ -512,7 +603,6 @@ class Migrator:
         stmt: Statement,
         committed: int,
         done_checksums: list[str],
-        started: float,
         exc: pymysql.err.MySQLError,
     ) -> None:
         code = int(exc.args[0]) if exc.args and isinstance(exc.args[0], int) else 0
@@ -536,12 +626,10 @@ class Migrator:
                 # The script's own transaction did not complete: undo it, resume at its start.
                 conn.rollback()
                 done = committed
-            elapsed = int((time.monotonic() - started) * 1000)
             history.fail(
                 rank,
                 done,
                 done_checksums[:done],
-                elapsed,
                 f"statement {index + 1} (line {stmt.line}): error {code}: {message}",
             )
         except pymysql.err.MySQLError:
@@ -609,10 +697,10 @@ class Migrator:
                 statements = m.statements()
                 if row.statements_done >= len(statements):
                     raise MigrationError(f"{row.script}: has no statement {number} any more")
-                checksums = [
-                    *row.statement_checksums[: row.statements_done],
-                    statements[row.statements_done].checksum,
-                ]
+                # The row holds the checksum of every statement as sent, the in-flight one too.
+                checksums = row.statement_checksums
+                if len(checksums) <= row.statements_done:
+                    checksums = [*checksums, statements[row.statements_done].checksum]
                 finished = number == len(statements)
                 history.set_state(
                     row.installed_rank,

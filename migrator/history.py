@@ -2,8 +2,9 @@
 to by its qualified name so a script's `USE other` cannot move it.
 
 One row per application of a migration. Its `state` walks in_progress -> success | failed;
-`statements_done` counts the statements known complete and `statement_checksums` holds their
-sha256s, so a failed migration can resume at the failed statement once fixed. The row says
+`statements_done` counts the statements known complete and `statement_checksums` holds the
+sha256 of every statement as sent (the first `statements_done` of them completed), so a
+failed migration can resume at the failed statement once fixed. The row says
 `in_progress` with statements_done = k BEFORE statement k+1 is sent, and is updated after it
 completes, so a killed run leaves exactly one in-flight statement to resolve (`repair`).
 """
@@ -38,13 +39,13 @@ CREATE TABLE IF NOT EXISTS {table} (
   script VARCHAR(255) NOT NULL,
   checksum CHAR(64) NOT NULL,
   installed_by VARCHAR(100) NOT NULL,
-  installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  installed_on TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   execution_time INT NOT NULL DEFAULT 0 COMMENT 'milliseconds',
   success TINYINT(1) NOT NULL DEFAULT 0,
   state VARCHAR(20) NOT NULL COMMENT 'in_progress | failed | success',
   statements_total INT NOT NULL,
   statements_done INT NOT NULL DEFAULT 0,
-  statement_checksums MEDIUMTEXT NOT NULL COMMENT 'sha256 of each completed statement',
+  statement_checksums MEDIUMTEXT NOT NULL COMMENT 'sha256 of each statement as applied',
   error TEXT NULL,
   KEY idx_schema_history_script (script)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
@@ -70,13 +71,8 @@ class HistoryRow:
     error: str | None
 
 
-_HEX = frozenset("0123456789abcdef")
-
-
-def _hex(digest: str) -> str:
-    if not digest or not _HEX.issuperset(digest):
-        raise ValueError("not a hex digest")
-    return digest
+def _joined(checksums: list[str]) -> str:
+    return "".join(c + " " for c in checksums)
 
 
 def qualified_table(database: str) -> str:
@@ -138,16 +134,17 @@ class History:
         kind: str,
         script: str,
         checksum: str,
-        statements_total: int,
+        statement_checksums: list[str],
     ) -> tuple[int, str]:
         """(rank, INSERT of an in_progress row). Ranks are assigned here: the run holds the
-        migration lock, so nobody else writes history meanwhile."""
+        migration lock, so nobody else writes history meanwhile. The row records the checksum
+        of every statement as sent, so `statements_done` alone says which ones completed."""
         rank = self.next_rank
         self.next_rank += 1
         sql = self.cursor.mogrify(
             f"INSERT INTO {self.table} (installed_rank, version, description, type, script, "
             "checksum, installed_by, state, statements_total, statements_done, "
-            "statement_checksums) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, '')",
+            "statement_checksums) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s)",
             (
                 rank,
                 version,
@@ -157,51 +154,55 @@ class History:
                 checksum,
                 self.installed_by,
                 IN_PROGRESS,
-                statements_total,
+                len(statement_checksums),
+                _joined(statement_checksums),
             ),
         )
         return rank, sql
 
-    def resume_sql(self, rank: int, checksum: str, statements_total: int) -> str:
-        """A failed row goes back to in_progress (with the fixed file's checksum)."""
+    def resume_sql(self, rank: int, checksum: str, statement_checksums: list[str]) -> str:
+        """A failed row goes back to in_progress with the fixed file's checksums (validation
+        has checked that its completed statements are unchanged)."""
         return self.cursor.mogrify(
             f"UPDATE {self.table} SET state=%s, success=0, checksum=%s, statements_total=%s, "
-            "error=NULL, installed_by=%s, installed_on=CURRENT_TIMESTAMP "
-            "WHERE installed_rank=%s",
-            (IN_PROGRESS, checksum, statements_total, self.installed_by, rank),
+            "statement_checksums=%s, error=NULL, installed_by=%s, "
+            "installed_on=CURRENT_TIMESTAMP(6) WHERE installed_rank=%s",
+            (
+                IN_PROGRESS,
+                checksum,
+                len(statement_checksums),
+                _joined(statement_checksums),
+                self.installed_by,
+                rank,
+            ),
         )
 
-    def statement_done_sql(self, rank: int, done: int, statement_checksum: str) -> str:
-        """Statement number `done` completed (and statement done+1 is now in flight).
-        Built without escaping: every value is an int or a hex digest (the hot path)."""
+    def statement_done_sql(self, rank: int, done: int) -> str:
+        """Statement number `done` completed (and statement done+1 is now in flight): the
+        hot path, a one-integer update."""
         return (
-            f"UPDATE {self.table} SET statements_done={int(done)}, statement_checksums="
-            f"CONCAT(statement_checksums, '{_hex(statement_checksum)} ') "
-            f"WHERE installed_rank={int(rank)}"
+            f"UPDATE {self.table} SET statements_done={int(done)} WHERE installed_rank={int(rank)}"
         )
 
     def write(self, sql: str) -> None:
         self.cursor.execute(sql)
 
-    def finish(self, rank: int, done: int, last_checksum: str | None, execution_ms: int) -> None:
-        self.cursor.execute(self.finish_sql(rank, done, last_checksum, execution_ms))
-
-    def finish_sql(self, rank: int, done: int, last_checksum: str | None, execution_ms: int) -> str:
-        """The last statement completed: the row says success (one write)."""
-        appended = f"{_hex(last_checksum)} " if last_checksum else ""
+    def finish_sql(self, rank: int, done: int) -> str:
+        """The last statement completed: the row says success (one write). The server
+        computes execution_time, as this write may be queued before the statements run."""
         return (
             f"UPDATE {self.table} SET state='{SUCCESS}', success=1, statements_done={int(done)}, "
-            f"statement_checksums=CONCAT(statement_checksums, '{appended}'), "
-            f"execution_time={int(execution_ms)}, error=NULL WHERE installed_rank={int(rank)}"
+            "execution_time=GREATEST(0, TIMESTAMPDIFF(MICROSECOND, installed_on, "
+            f"CURRENT_TIMESTAMP(6)) DIV 1000), error=NULL WHERE installed_rank={int(rank)}"
         )
 
-    def fail(
-        self, rank: int, done: int, checksums: list[str], execution_ms: int, error: str
-    ) -> None:
+    def fail(self, rank: int, done: int, checksums: list[str], error: str) -> None:
         self.cursor.execute(
             f"UPDATE {self.table} SET state=%s, success=0, statements_done=%s, "
-            "statement_checksums=%s, execution_time=%s, error=%s WHERE installed_rank=%s",
-            (FAILED, done, "".join(c + " " for c in checksums), execution_ms, error[:60000], rank),
+            "statement_checksums=%s, error=%s, execution_time=GREATEST(0, "
+            "TIMESTAMPDIFF(MICROSECOND, installed_on, CURRENT_TIMESTAMP(6)) DIV 1000) "
+            "WHERE installed_rank=%s",
+            (FAILED, done, _joined(checksums), error[:60000], rank),
         )
 
     def set_state(
@@ -215,7 +216,7 @@ class History:
                 state,
                 1 if state == SUCCESS else 0,
                 done,
-                "".join(c + " " for c in checksums),
+                _joined(checksums),
                 error,
                 rank,
             ),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from migrator.errors import ConfigurationError
 
@@ -26,6 +26,13 @@ from migrator.errors import ConfigurationError
 class Statement:
     sql: str  # without the delimiter
     line: int  # 1-based line in its file where the statement starts
+    delimiter: str = field(default=";", compare=False)  # the delimiter in force
+
+    @property
+    def keyword(self) -> str:
+        """The statement's first word, upper-cased ("" if it starts with a symbol)."""
+        m = _FIRST_WORD.match(self.sql)
+        return m.group(1).upper() if m else ""
 
     @property
     def checksum(self) -> str:
@@ -40,6 +47,7 @@ class SplitError(ConfigurationError):
 
 
 _DELIMITER_COMMAND = re.compile(r"[ \t]*delimiter(?=[ \t\r\n]|$)(.*)", re.IGNORECASE | re.DOTALL)
+_FIRST_WORD = re.compile(r"\s*([A-Za-z]+)")
 _BLANKS = re.compile(r"[ \t\f\v]+")
 _PLAIN_RUNS: dict[str, re.Pattern[str]] = {}
 
@@ -88,7 +96,7 @@ def split_statements(text: str) -> list[Statement]:
         nonlocal buf, start_line
         sql = "".join(buf).strip()
         if start_line and sql:
-            statements.append(Statement(sql, start_line))
+            statements.append(Statement(sql, start_line, delimiter))
         buf = []
         start_line = 0
 

@@ -183,3 +183,30 @@ def test_delimiter_heavy_script_creates_working_routines(
     )
     migrator_for(mariadb, database, location).migrate()
     assert query(mariadb, database, "SELECT n, twice(21) FROM counter") == [(0, 42)]
+
+
+def test_call_returning_result_sets_then_more_migrations(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(
+        tmp_path,
+        {
+            "V1__proc.sql": (
+                "CREATE TABLE seen (n INT);\n"
+                "DELIMITER //\n"
+                "CREATE PROCEDURE two_results()\nBEGIN\n"
+                "  SELECT 1 AS a;\n  SELECT 2 AS b;\n  INSERT INTO seen VALUES (1);\nEND//\n"
+                "DELIMITER ;\n"
+                "CALL two_results();\n"
+            ),
+            "V2__after.sql": "INSERT INTO seen VALUES (2);",
+        },
+    )
+    result = migrator_for(mariadb, database, location).migrate()
+    assert result.applied == ["V1__proc.sql", "V2__after.sql"]
+    assert query(mariadb, database, "SELECT n FROM seen ORDER BY n") == [(1,), (2,)]
+    assert history(mariadb, database) == [
+        ("V1__proc.sql", "success", 1, 3),
+        ("V2__after.sql", "success", 1, 1),
+    ]
+    assert query(mariadb, database, "SELECT MIN(execution_time) >= 0 FROM schema_history") == [(1,)]
