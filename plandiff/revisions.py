@@ -42,7 +42,13 @@ def git(repo: Path, *args: str) -> str:
 def resolve(repo: Path, rev: str) -> str:
     if rev.startswith("-"):
         raise PlanDiffError(f"revision {rev!r} is not allowed (starts with '-')")
-    return git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    try:
+        return git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    except PlanDiffError:
+        raise PlanDiffError(
+            f"unknown revision {rev!r} in {repo}: not a commit here (a shallow clone or a "
+            "branch not fetched? e.g. `git fetch origin main`)"
+        ) from None
 
 
 def extract_revision(repo: Path, commit: str, destination: Path) -> Path:

@@ -639,4 +639,4 @@ def test_cli_exit_codes_and_output_file(history, tmp_path):
 
     bad = subprocess.run([*script, "--base", "no-such-revision"], capture_output=True, text=True)
     assert bad.returncode == 1
-    assert "no-such-revision" in bad.stderr
+    assert "unknown revision 'no-such-revision'" in bad.stderr
