@@ -210,3 +210,46 @@ def test_call_returning_result_sets_then_more_migrations(
         ("V2__after.sql", "success", 1, 1),
     ]
     assert query(mariadb, database, "SELECT MIN(execution_time) >= 0 FROM schema_history") == [(1,)]
+
+
+def _questions(server: MariaDBServer) -> int:
+    conn = server.root_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW GLOBAL STATUS LIKE 'Questions'")
+            return int(cur.fetchone()[1])
+    finally:
+        conn.close()
+
+
+def _statements_of_run(server: MariaDBServer, database: str, location: Path) -> int:
+    probe = _questions(server)
+    probe = _questions(server) - probe  # what one probe itself adds
+    before = _questions(server)
+    migrator_for(server, database, location).migrate()
+    return _questions(server) - before - probe
+
+
+def test_per_run_overhead_does_not_grow_with_history(
+    mariadb: MariaDBServer, tmp_path: Path
+) -> None:
+    """One connection, one lock, one history read: a no-op run and a one-migration run cost
+    the same number of statements with 3 or 30 applied migrations."""
+    costs = {}
+    for applied in (3, 30):
+        database = mariadb.create_database("overhead")
+        location = write_migrations(
+            tmp_path / str(applied),
+            {f"V{n}__t{n}.sql": f"CREATE TABLE t{n} (x INT);" for n in range(1, applied + 1)},
+        )
+        migrator_for(mariadb, database, location).migrate()
+        noop = _statements_of_run(mariadb, database, location)
+        write_migrations(location, {f"V{applied + 1}__new.sql": "CREATE TABLE new_one (x INT);"})
+        one_more = _statements_of_run(mariadb, database, location)
+        costs[applied] = (noop, one_more)
+    assert costs[3] == costs[30]
+    noop, one_more = costs[3]
+    # pymysql's SET NAMES; SET SESSION lock_wait_timeout; GET_LOCK; the history read;
+    # RELEASE_LOCK (and nothing per applied migration).
+    assert noop <= 6
+    assert one_more - noop <= 3  # the statement, its history INSERT and success UPDATE
