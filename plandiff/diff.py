@@ -12,6 +12,7 @@ from plandiff.rules import (
     DATA_BEARING_TYPES,
     DB_INSTANCE,
     RISKY_IN_PLACE,
+    SUBNET_GROUP,
     camel,
     forces_replacement,
 )
@@ -228,6 +229,20 @@ def resource_flags(diff: StackDiff) -> list[Flag]:
             )
     for change in diff.changed:
         flags.extend(_change_flags(change))
+    # A DB subnet group that is replaced, or removed while another is added (a logical
+    # rename), gets a new name: every instance in it has to move (see RISKY_IN_PLACE).
+    replaced = [c.resource for c in diff.changed if c.resource.type == SUBNET_GROUP and c.replaces]
+    if any(r.type == SUBNET_GROUP for r in diff.added):
+        replaced += [r for r in diff.removed if r.type == SUBNET_GROUP]
+    for resource in replaced:
+        flags.append(
+            Flag(
+                "subnet-group-replaced",
+                resource.name,
+                f"the DB subnet group ({SUBNET_GROUP}) is replaced: the database instances in "
+                "it move to the new one (downtime; RDS refuses it for Multi-AZ instances)",
+            )
+        )
     return flags
 
 

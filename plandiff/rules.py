@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 DB_INSTANCE = "aws:rds/instance:Instance"
+SUBNET_GROUP = "aws:rds/subnetGroup:SubnetGroup"
 
 REPLACE_FORCING: dict[str, frozenset[str]] = {
     # aws_db_instance: every attribute with ForceNew in the provider schema.
@@ -35,7 +36,7 @@ REPLACE_FORCING: dict[str, frozenset[str]] = {
         }
     ),
     # aws_db_subnet_group: a new group means moving every instance that uses it.
-    "aws:rds/subnetGroup:SubnetGroup": frozenset({"name", "namePrefix"}),
+    SUBNET_GROUP: frozenset({"name", "namePrefix"}),
     "aws:rds/parameterGroup:ParameterGroup": frozenset(
         {"name", "namePrefix", "family", "description"}
     ),

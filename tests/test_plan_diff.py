@@ -36,7 +36,7 @@ INSTANCE = "aws:rds/instance:Instance"
 PARAMS = "aws:rds/parameterGroup:ParameterGroup"
 
 
-def resource(type_: str, name: str, component: str = "database", **inputs) -> Resource:
+def resource(type_: str, name: str, component: str = "database", /, **inputs) -> Resource:
     return Resource(
         urn=f"urn:pulumi:production::appdb::{type_}::{name}",
         type=type_,
@@ -205,6 +205,23 @@ def test_removing_protect_from_the_database_is_flagged():
     unprotected = Resource(**{**vars(protected), "options": {"protect": False}})
     assert kinds(report_of(snapshot(protected), snapshot(unprotected))) == ["protect-off"]
     assert kinds(report_of(snapshot(unprotected), snapshot(protected))) == []
+
+
+def test_a_replaced_subnet_group_is_flagged():
+    def subnet_group(logical_name: str, **inputs) -> Resource:
+        return resource("aws:rds/subnetGroup:SubnetGroup", logical_name, "network", **inputs)
+
+    def flags_of(before: Resource, after: Resource) -> list[str]:
+        return kinds(report_of(snapshot(before), snapshot(after)))
+
+    original = subnet_group("db-subnets", name="a", subnetIds=["x"])
+    assert flags_of(original, subnet_group("db-subnets", name="b", subnetIds=["x"])) == [
+        "subnet-group-replaced"
+    ]
+    assert flags_of(original, subnet_group("db-subnets-2", name="a", subnetIds=["x"])) == [
+        "subnet-group-replaced"
+    ]
+    assert flags_of(original, subnet_group("db-subnets", name="a", subnetIds=["x", "y"])) == []
 
 
 def test_deleting_the_primary_is_flagged_but_not_a_replica():
