@@ -9,6 +9,7 @@ dot-files are ignored. Every problem is collected and reported together.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -59,7 +60,7 @@ class Migration:
             text = normalise_text(self.path.read_bytes())
         return split_statements(text)
 
-    @property
+    @functools.cached_property
     def version_key(self) -> tuple[int, ...]:
         return version_key(self.version) if self.version is not None else ()
 

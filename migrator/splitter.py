@@ -47,6 +47,7 @@ class SplitError(ConfigurationError):
 
 
 _DELIMITER_COMMAND = re.compile(r"[ \t]*delimiter(?=[ \t\r\n]|$)(.*)", re.IGNORECASE | re.DOTALL)
+_SPECIAL = re.compile(r"['\"`#/*-]")
 _FIRST_WORD = re.compile(r"\s*([A-Za-z]+)")
 _BLANKS = re.compile(r"[ \t\f\v]+")
 _PLAIN_RUNS: dict[str, re.Pattern[str]] = {}
@@ -108,6 +109,16 @@ def split_statements(text: str) -> list[Statement]:
                 emit()
                 delimiter = _delimiter_argument(command.group(1), line_no)
                 continue
+        if not in_quote and not in_comment and not in_conditional and not _SPECIAL.search(line):
+            # Fast path: nothing on this line but plain text and delimiters.
+            for n, piece in enumerate(line.split(delimiter)):
+                if n:
+                    emit()
+                if not start_line and not piece.isspace() and piece:
+                    start_line = line_no
+                buf.append(piece)
+            buf.append("\n")
+            continue
         pos, end = 0, len(line)
         plain = _plain_run(delimiter[0])
         while pos < end:

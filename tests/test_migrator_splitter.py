@@ -113,3 +113,13 @@ def test_unsplittable_scripts_name_the_line(text: str, line: int, problem: str) 
 
 def test_comment_only_script_has_no_statements() -> None:
     assert split_statements("-- nothing\n/* here */\n# at all\n") == []
+
+
+def test_several_statements_per_line_and_blank_pieces() -> None:
+    stmts = split_statements("SELECT 1; SELECT 2;SELECT 3\n  ;\n;;\n  SELECT 4 ;  \n")
+    assert [(s.sql, s.line) for s in stmts] == [
+        ("SELECT 1", 1),
+        ("SELECT 2", 1),
+        ("SELECT 3", 1),
+        ("SELECT 4", 4),
+    ]
