@@ -415,11 +415,20 @@ class Migrator:
                 )
                 log.info("snapshot %s is available", result.snapshot_id)
             highest = version_key(a.current_version) if a.current_version else None
-            # A migration's final "success" write rides in the packet of the next migration's
-            # first statement (see _apply); the last one is written here.
-            deferred: list[str] = []
-            for step in a.steps:
-                deferred = self._apply(conn, history, step, deferred)
+            ranks = [
+                s.row.installed_rank if s.row is not None else history.allocate_rank()
+                for s in a.steps
+            ]
+            deferred: list[str] = []  # a success write still to send (see _apply)
+            started = False  # whether the previous packet already inserted this step's row
+            for position, step in enumerate(a.steps):
+                following = a.steps[position + 1] if position + 1 < len(a.steps) else None
+                handover = None
+                if following is not None and following.row is None and following.statements:
+                    handover = (ranks[position + 1], following)
+                deferred, started = self._apply(
+                    conn, history, step, ranks[position], deferred, started, handover
+                )
                 result.applied.append(step.migration.script)
                 m = step.migration
                 if m.version is not None and (highest is None or m.version_key > highest):
@@ -434,40 +443,37 @@ class Migrator:
         conn: pymysql.connections.Connection,
         history: History,
         step: Step,
+        rank: int,
         deferred: list[str],
-    ) -> list[str]:
-        """Apply one migration. `deferred` are history writes still to send (the previous
-        migration's success); returns this migration's own success write if it is still to
-        be sent (it then rides with the next packet).
+        started: bool,
+        handover: tuple[int, Step] | None,
+    ) -> tuple[list[str], bool]:
+        """Apply one migration. Packets are `[history writes;] statement[; trailer]`: the write
+        that says "statements 1..k done, k+1 in flight" goes in front of statement k+1; behind
+        the last statement goes the success write, combined with the INSERT of the next
+        migration's in_progress row (`handover`) into one statement. The server runs and
+        commits each write before going on and stops at the first error, so history is exact
+        whatever happens to this process, at one round trip per statement like the mysql
+        client. A statement that may return several results (CALL ...) gets no trailer: its
+        success write is returned, `deferred` to the next packet.
 
-        Each packet is `[history writes;] statement[; success]`: the write that says
-        "statements 1..k done, k+1 in flight" goes in front of statement k+1, and the final
-        success write behind the last statement (unless that one may return several results,
-        like CALL). The server runs and commits each write before going on and stops at the
-        first error, so history is exact whatever happens to this process, at one round trip
-        per statement like the mysql client."""
+        `started`: the previous migration's trailer already inserted this one's row.
+        Returns (deferred writes, whether the next migration's row was inserted)."""
         m, statements = step.migration, step.statements
         total = len(statements)
+        checksums = [st.checksum for st in statements]
         if step.row is None:
-            rank, first = history.start_sql(
-                m.version,
-                m.description,
-                m.kind,
-                m.script,
-                m.checksum,
-                [st.checksum for st in statements],
-            )
+            first = [] if started else [history.start_sql(rank, m, checksums)]
             done_checksums: list[str] = []
         else:
-            rank = step.row.installed_rank
-            first = history.resume_sql(rank, m.checksum, [st.checksum for st in statements])
+            first = [history.resume_sql(rank, m.checksum, checksums)]
             done_checksums = list(step.row.statement_checksums[: step.start])
             log.info("%s: resuming at statement %d", m.script, step.start + 1)
-        announce = [*deferred, first]
+        announce = [*deferred, *first]
         if total == step.start:
             for sql in announce:
                 history.write(sql)
-            return [history.finish_sql(rank, total)]
+            return [history.finish_sql(rank, total)], False
         progress = _Progress(committed=step.start, done_checksums=done_checksums)
         finish: list[str] = []
         cur = conn.cursor()
@@ -480,7 +486,19 @@ class Migrator:
             parts.append((index, statements[index].sql))
             closes = end == total and _single_result(statements[-1])
             if closes:
-                parts.append((None, history.finish_sql(rank, total)))
+                if handover is not None:
+                    next_rank, next_step = handover
+                    trailer = history.finish_and_start_sql(
+                        rank,
+                        m,
+                        checksums,
+                        next_rank,
+                        next_step.migration,
+                        [st.checksum for st in next_step.statements],
+                    )
+                else:
+                    trailer = history.finish_sql(rank, total)
+                parts.append((None, trailer))
             try:
                 failed = self._send(
                     conn, cur, parts, lambda j: progress.completed(conn, statements[j])
@@ -524,7 +542,7 @@ class Migrator:
             if progress.switched_schema:
                 conn.select_db(self.settings.database)
         log.info("%s: applied %d statement(s)", m.script, total - step.start)
-        return finish
+        return finish, bool(closes and handover is not None)
 
     @staticmethod
     def _send(

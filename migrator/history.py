@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import pymysql
 
+from migrator.discovery import Migration
+
 TABLE = "schema_history"
 ER_NO_SUCH_TABLE = 1146
 
@@ -69,6 +71,10 @@ class HistoryRow:
     statements_done: int
     statement_checksums: list[str]
     error: str | None
+
+
+# Milliseconds since the row went in_progress, computed by the server when the write runs.
+_ELAPSED_MS = "GREATEST(0, TIMESTAMPDIFF(MICROSECOND, installed_on, CURRENT_TIMESTAMP(6)) DIV 1000)"
 
 
 def _joined(checksums: list[str]) -> str:
@@ -127,38 +133,68 @@ class History:
     # The writes that precede a statement are returned as SQL so the engine can send each one
     # in the same packet as the statement it announces (one round trip instead of two; the
     # server still runs and commits the history write first).
-    def start_sql(
-        self,
-        version: str | None,
-        description: str,
-        kind: str,
-        script: str,
-        checksum: str,
-        statement_checksums: list[str],
-    ) -> tuple[int, str]:
-        """(rank, INSERT of an in_progress row). Ranks are assigned here: the run holds the
-        migration lock, so nobody else writes history meanwhile. The row records the checksum
-        of every statement as sent, so `statements_done` alone says which ones completed."""
+    def allocate_rank(self) -> int:
+        """Ranks are assigned here: the run holds the migration lock, so nobody else writes
+        history meanwhile (and the engine can name a row before it is written)."""
         rank = self.next_rank
         self.next_rank += 1
-        sql = self.cursor.mogrify(
-            f"INSERT INTO {self.table} (installed_rank, version, description, type, script, "
-            "checksum, installed_by, state, statements_total, statements_done, "
-            "statement_checksums) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s)",
-            (
-                rank,
-                version,
-                description[:200],
-                kind,
-                script,
-                checksum,
-                self.installed_by,
-                IN_PROGRESS,
-                len(statement_checksums),
-                _joined(statement_checksums),
-            ),
+        return rank
+
+    def start_sql(self, rank: int, m: Migration, statement_checksums: list[str]) -> str:
+        """INSERT of an in_progress row. It records the checksum of every statement as sent,
+        so `statements_done` alone says which ones completed."""
+        return self._insert_sql([(rank, m, statement_checksums, IN_PROGRESS, 0)])
+
+    def finish_and_start_sql(
+        self,
+        rank: int,
+        m: Migration,
+        statement_checksums: list[str],
+        next_rank: int,
+        next_m: Migration,
+        next_checksums: list[str],
+    ) -> str:
+        """One statement that marks row `rank` a success and inserts the next migration's
+        in_progress row (it exists already, so only the UPDATE clause applies to it)."""
+        done = len(statement_checksums)
+        return (
+            self._insert_sql(
+                [
+                    (rank, m, statement_checksums, SUCCESS, done),
+                    (next_rank, next_m, next_checksums, IN_PROGRESS, 0),
+                ]
+            )
+            + f" ON DUPLICATE KEY UPDATE state='{SUCCESS}', success=1, "
+            f"statements_done={int(done)}, execution_time={_ELAPSED_MS}, error=NULL"
         )
-        return rank, sql
+
+    def _insert_sql(self, rows: list[tuple[int, Migration, list[str], str, int]]) -> str:
+        values = []
+        for rank, m, checksums, state, done in rows:
+            values.append(
+                self.cursor.mogrify(
+                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        rank,
+                        m.version,
+                        m.description[:200],
+                        m.kind,
+                        m.script,
+                        m.checksum,
+                        self.installed_by,
+                        state,
+                        1 if state == SUCCESS else 0,
+                        len(checksums),
+                        done,
+                        _joined(checksums),
+                    ),
+                )
+            )
+        return (
+            f"INSERT INTO {self.table} (installed_rank, version, description, type, script, "
+            "checksum, installed_by, state, success, statements_total, statements_done, "
+            "statement_checksums) VALUES " + ", ".join(values)
+        )
 
     def resume_sql(self, rank: int, checksum: str, statement_checksums: list[str]) -> str:
         """A failed row goes back to in_progress with the fixed file's checksums (validation
@@ -192,8 +228,7 @@ class History:
         computes execution_time, as this write may be queued before the statements run."""
         return (
             f"UPDATE {self.table} SET state='{SUCCESS}', success=1, statements_done={int(done)}, "
-            "execution_time=GREATEST(0, TIMESTAMPDIFF(MICROSECOND, installed_on, "
-            f"CURRENT_TIMESTAMP(6)) DIV 1000), error=NULL WHERE installed_rank={int(rank)}"
+            f"execution_time={_ELAPSED_MS}, error=NULL WHERE installed_rank={int(rank)}"
         )
 
     def fail(self, rank: int, done: int, checksums: list[str], error: str) -> None:

@@ -310,3 +310,32 @@ def test_repair_retry_runs_the_interrupted_statement_again(
     assert messages == ["V1__two.sql: statement 2 will run again on the next migrate"]
     assert migrator_for(mariadb, database, location).migrate().applied == ["V1__two.sql"]
     assert "two" in tables(mariadb, database)
+
+
+def test_failure_in_the_first_statement_of_a_later_migration(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    # V2's history row is inserted by the write that marks V1 a success: check the pair.
+    location = write_migrations(
+        tmp_path,
+        {
+            "V1__ok.sql": "CREATE TABLE one (x INT);\nINSERT INTO one VALUES (1);",
+            "V2__bad.sql": "INSERT INTO nowhere VALUES (1);\nCREATE TABLE two (x INT);",
+            "V3__later.sql": "CREATE TABLE three (x INT);",
+        },
+    )
+    with pytest.raises(StatementFailed) as caught:
+        migrator_for(mariadb, database, location).migrate()
+    assert (caught.value.script, caught.value.statement_number) == ("V2__bad.sql", 1)
+    assert history(mariadb, database) == [
+        ("V1__ok.sql", "success", 1, 2),
+        ("V2__bad.sql", "failed", 0, 0),
+    ]
+    (location / "V2__bad.sql").write_text("INSERT INTO one VALUES (2);\nCREATE TABLE two (x INT);")
+    assert migrator_for(mariadb, database, location).migrate().applied == [
+        "V2__bad.sql",
+        "V3__later.sql",
+    ]
+    assert [r[1] for r in history(mariadb, database)] == ["success"] * 3
+    times = query(mariadb, database, "SELECT execution_time FROM schema_history")
+    assert all(t >= 0 for (t,) in times)
