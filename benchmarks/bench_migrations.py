@@ -235,13 +235,20 @@ def main() -> int:
         print(f"{'provider diff over 1,000 files (median)':<48} {diff[0]:>9.5f}")
         print(f"{'  (building the 1,000-file checksum map)':<48} {diff[1]:>9.3f}")
     engine_cli = results["this engine: scripts/migrate (CLI)"]
+    engine_lib = results["this engine: Migrator.migrate() (in-process)"]
     print()
-    print("targets:")
-    print(f"  engine (CLI) within 1.5x of the client: {engine_cli / floor:.2f}x")
-    print(f"  engine (CLI) >= 5x faster than yoyo:    {yoyo / engine_cli:.1f}x")
-    print(f"  no-op run < 0.3 s:                      {noop_cli:.3f} s (CLI)")
+    print("targets (CLI = a fresh process like the client's; in-process = as the provider runs):")
+    print(
+        f"  within 1.5x of the client:  CLI {engine_cli / floor:.2f}x, "
+        f"in-process {engine_lib / floor:.2f}x"
+    )
+    print(
+        f"  >= 5x faster than yoyo:     CLI {yoyo / engine_cli:.1f}x, "
+        f"in-process {yoyo / engine_lib:.1f}x"
+    )
+    print(f"  no-op run < 0.3 s:          CLI {noop_cli:.3f} s, in-process {noop_inproc:.3f} s")
     if diff is not None:
-        print(f"  provider diff(1000) < 0.1 s:            {diff[0]:.5f} s")
+        print(f"  provider diff(1000) < 0.1 s: {diff[0]:.5f} s")
     return 0
 
 
