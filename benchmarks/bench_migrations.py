@@ -70,9 +70,9 @@ def count_tables(server: MariaDBServer, database: str) -> int:
             "WHERE table_schema = %s AND table_name LIKE 'bench%%'",
             (database,),
         )
-        (n,) = cur.fetchone()
+        row = cur.fetchone()
     conn.close()
-    return int(n)
+    return int(row[0]) if row else 0
 
 
 def run_plain_client(server: MariaDBServer, database: str, files: Path) -> None:
@@ -166,16 +166,17 @@ def provider_diff_seconds(directory: Path, repeat: int = 20) -> tuple[float, flo
     news = {**inputs, "migrations": checksums}
     provider = SchemaMigrationsProvider()
     times = []
+    result = None
     for _ in range(repeat):
         started = time.perf_counter()
         result = provider.diff("appdb@db.example", olds, news)
         times.append(time.perf_counter() - started)
-    assert result.changes, "diff should see the pending migration"
+    assert result is not None and result.changes, "diff should see the pending migration"
     return statistics.median(times), build
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
     parser.add_argument("--migrations", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3, help="repeat and keep the best time")
     parser.add_argument(

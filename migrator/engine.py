@@ -285,6 +285,12 @@ _SINGLE_RESULT_KEYWORDS = frozenset(
 )
 
 
+def _in_transaction(conn: pymysql.connections.Connection) -> bool:
+    """Whether the session has an open transaction (from the last OK/EOF packet's status)."""
+    status = getattr(conn, "server_status", 0) or 0
+    return bool(status & SERVER_STATUS.SERVER_STATUS_IN_TRANS)
+
+
 def _single_result(stmt: Statement) -> bool:
     return stmt.delimiter == ";" and stmt.keyword in _SINGLE_RESULT_KEYWORDS
 
@@ -299,7 +305,7 @@ class _Progress:
 
     def completed(self, conn: pymysql.connections.Connection, stmt: Statement) -> None:
         self.done_checksums.append(stmt.checksum)
-        if not conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
+        if not _in_transaction(conn):
             self.committed = len(self.done_checksums)
         if stmt.keyword == "USE":
             self.switched_schema = True
@@ -478,6 +484,7 @@ class Migrator:
         finish: list[str] = []
         cur = conn.cursor()
         index = step.start
+        closes = False
         while index < total:
             # One statement per packet: if this process dies, the server stops at the
             # statement in flight rather than running on through a queued batch.
@@ -531,13 +538,13 @@ class Migrator:
                 announce = [history.statement_done_sql(rank, index)]
             elif not closes:
                 finish = [history.finish_sql(rank, total)]
-        if conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS or progress.switched_schema:
+        if _in_transaction(conn) or progress.switched_schema:
             # A script that left its transaction open is committed together with its history;
             # one that switched schema gets the target database back.
             for sql in finish:
                 history.write(sql)
             finish = []
-            if conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
+            if _in_transaction(conn):
                 conn.commit()
             if progress.switched_schema:
                 conn.select_db(self.settings.database)
@@ -586,7 +593,7 @@ class Migrator:
         attempt = 1
         while True:
             code = error.args[0] if error.args else 0
-            in_trans = conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS
+            in_trans = _in_transaction(conn)
             retriable = code == ER_LOCK_WAIT_TIMEOUT or (code == ER_LOCK_DEADLOCK and not in_trans)
             if not retriable or attempt > self.options.statement_retries:
                 error.attempts = attempt  # type: ignore[attr-defined]
@@ -640,7 +647,7 @@ class Migrator:
             raise StatementFailed(m.script, index + 1, stmt.line, code, message, note) from None
         done = index
         try:
-            if conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
+            if _in_transaction(conn):
                 # The script's own transaction did not complete: undo it, resume at its start.
                 conn.rollback()
                 done = committed
