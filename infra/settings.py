@@ -23,8 +23,9 @@ PROJECT_NAMESPACE = "appdb"
 # cannot declare them, so they are optional here and documented in docs/infrastructure.md.
 STRUCTURED_KEYS = ("dbParameters", "existingSubnetIds")
 
-# The seed's parameter settings plus TLS-only connections and utf8mb4 (the MySQL 8 default
-# collation). Stack config (appdb:dbParameters) can add to or override these.
+# The seed's parameter settings plus TLS-only connections, utf8mb4 (the MySQL 8 default
+# collation) and stored-function creation under binary logging. Stack config
+# (appdb:dbParameters) can add to or override these.
 DEFAULT_DB_PARAMETERS: dict[str, str] = {
     "slow_query_log": "1",
     "long_query_time": "2",
@@ -33,6 +34,9 @@ DEFAULT_DB_PARAMETERS: dict[str, str] = {
     "require_secure_transport": "1",
     "character_set_server": "utf8mb4",
     "collation_server": "utf8mb4_0900_ai_ci",
+    # With binary logging on (any instance with backups), RDS's master user lacks SUPER and
+    # cannot create the stored functions in schema/ unless this is on.
+    "log_bin_trust_function_creators": "1",
 }
 # Static parameters only take effect after a reboot; RDS rejects apply_method=immediate for them.
 STATIC_DB_PARAMETERS = frozenset({"innodb_buffer_pool_size", "innodb_log_file_size"})

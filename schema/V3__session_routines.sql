@@ -4,8 +4,8 @@
 --
 -- With binary logging on (RDS with backups), MySQL only accepts a stored function declared
 -- DETERMINISTIC, NO SQL or READS SQL DATA; validate_user_session only reads, so it says so.
--- (On RDS a non-SUPER user may additionally need log_bin_trust_function_creators=1 in the
--- DB parameter group.)
+-- (RDS's master user has no SUPER, so the stack's parameter group also sets
+-- log_bin_trust_function_creators=1; see infra/settings.py.)
 
 DELIMITER //
 
