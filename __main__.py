@@ -1,16 +1,19 @@
 """appdb: production-grade RDS MySQL per environment.
 
 Reads the stack's settings (validated before anything is declared) and wires the components.
-Later wiring (schema migrations, credential rotation) is appended at the end and can use the
-module-level names below: settings, aws_provider, encryption, network, credentials, database.
+What `pulumi up` does, in order: KMS key, network, credentials, database (primary, replicas),
+the secret's value, schema migrations, master rotation, application users.
 """
 
 import pulumi
 
+from infra.app_users import ApplicationUsers
 from infra.credentials import Credentials, CredentialsArgs
 from infra.database import Database, DatabaseArgs
 from infra.encryption import Encryption, EncryptionArgs
 from infra.network import Network, NetworkArgs, select_availability_zones
+from infra.rotation import MasterRotation
+from infra.schema_migrations import SchemaMigrations
 from infra.settings import load_settings
 from infra.tagging import tagged_provider
 
@@ -82,7 +85,7 @@ database = Database(
 )
 
 # The secret's value needs the instance's address, so it is written once the instance exists.
-credentials.record_connection(
+secret_version = credentials.record_connection(
     host=database.address,
     port=database.port,
     dbname=database.name,
@@ -106,10 +109,6 @@ pulumi.export("applicationSecurityGroupId", network.app_security_group_id)
 # --- Schema migrations (infra/schema_migrations.py; docs/migrations-resource.md) -------------
 # Once the instance exists and the secret holds its credentials, bring the schema to the version
 # in schema/. No credential passes through here: the provider reads the secret when it applies.
-from infra.schema_migrations import SchemaMigrations  # noqa: E402
-
-if credentials.secret_version is None:
-    raise RuntimeError("credentials.record_connection() must run before the schema migrations")
 schema = SchemaMigrations(
     "schema",
     settings=settings.migrations,
@@ -119,7 +118,7 @@ schema = SchemaMigrations(
     database_name=database.name,
     region=settings.region,
     instance_identifier=database.identifier,
-    depends_on=[database.instance, credentials.secret_version],
+    depends_on=[database.instance, secret_version],
 )
 pulumi.export("schemaVersion", schema.applied_version)
 
@@ -128,9 +127,6 @@ pulumi.export("schemaVersion", schema.applied_version)
 # password (staged, set over SQL, tested, promoted in Secrets Manager) and flips each
 # application role to its other account. Both run after the schema migrations, so nothing
 # reads the master secret while its password changes; no application password passes here.
-from infra.app_users import ApplicationUsers  # noqa: E402
-from infra.rotation import MasterRotation  # noqa: E402
-
 master_rotation = MasterRotation(
     "master-rotation",
     rotation=settings.credentials_rotation,
@@ -141,7 +137,7 @@ master_rotation = MasterRotation(
     new_password=credentials.password,  # keeper-bound: changes with the rotation value only
     ca_bundle=settings.migrations.ca_bundle_path,
     connect_deadline_seconds=settings.migrations.connect_deadline_seconds,
-    depends_on=[database.instance, credentials.secret_version, schema],
+    depends_on=[database.instance, secret_version, schema],
 )
 application_users = ApplicationUsers(
     "application-users",
