@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pymysql
+from support_aws import create_secret, rds_secret
 
 from standins.mariadb import MariaDBServer
 
@@ -23,26 +24,22 @@ def make_master(mariadb: MariaDBServer) -> tuple[str, str]:
     return user, password
 
 
-def create_secret(value: dict[str, Any] | None = None) -> str:
-    client = boto3.client("secretsmanager")
-    kwargs: dict[str, Any] = {"Name": f"test/{secrets.token_hex(6)}"}
-    if value is not None:
-        kwargs["SecretString"] = json.dumps(value)
-    return client.create_secret(**kwargs)["ARN"]
-
-
 def master_secret(mariadb: MariaDBServer, user: str, password: str, dbname: str) -> str:
     return create_secret(
-        {
-            "engine": "mysql",
-            "host": mariadb.host,
-            "port": mariadb.port,
-            "username": user,
-            "password": password,
-            "dbname": dbname,
-            "dbInstanceIdentifier": "appdb-test",
-        }
+        rds_secret(mariadb, user, password, dbname, dbInstanceIdentifier="appdb-test")
     )
+
+
+def master_account(mariadb: MariaDBServer, database: str) -> dict[str, Any]:
+    """A master-like account and its secret, whose initial value is what the stack's
+    SecretVersion writes when the instance exists: user, password, database and arn."""
+    user, password = make_master(mariadb)
+    return {
+        "user": user,
+        "password": password,
+        "database": database,
+        "arn": master_secret(mariadb, user, password, database),
+    }
 
 
 def stages(secret_arn: str) -> dict[str, list[str]]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,17 @@ from typing import Any
 import boto3
 import pytest
 from infra_plans import stack_plans
+from migrator_support import write_migrations
 from pulumi.dynamic.dynamic import serialize_provider
+from support_aws import (
+    ROOT,
+    create_secret,
+    grpc_struct,
+    provider_host,
+    put_secret,
+    rds_secret,
+    run_in_fresh_interpreter,
+)
 
 from infra.providers.migrations import (
     UNKNOWN,
@@ -31,8 +39,6 @@ from migrator import history
 from migrator import secrets as migrator_secrets
 from migrator.discovery import load_migrations
 from standins.mariadb import MariaDBServer
-
-ROOT = Path(__file__).resolve().parent.parent
 
 V1 = """CREATE TABLE widgets (
     id BIGINT AUTO_INCREMENT PRIMARY KEY,
@@ -47,45 +53,14 @@ V3 = "INSERT INTO widgets (name, colour) VALUES ('first', 'red');\n"
 # --- helpers -------------------------------------------------------------------------------
 
 
-def write_migrations(directory: Path, files: dict[str, str]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (directory / name).write_text(text)
-    return directory
-
-
-def create_secret(
-    mariadb: MariaDBServer, database: str, *, password: str | None = None, raw: str | None = None
-) -> str:
-    """A secret in the standard RDS JSON shape (or `raw` text), as the stack would create it."""
-    client = boto3.client("secretsmanager")
-    value = raw or json.dumps(
-        {
-            "engine": "mysql",
-            "host": mariadb.host,
-            "port": mariadb.port,
-            "username": mariadb.admin_user,
-            "password": mariadb.admin_password if password is None else password,
-            "dbname": database,
-        }
-    )
-    name = f"appdb-test-{secrets.token_hex(4)}"
-    return client.create_secret(Name=name, SecretString=value)["ARN"]
-
-
-def put_secret(arn: str, mariadb: MariaDBServer, database: str, password: str) -> None:
-    boto3.client("secretsmanager").put_secret_value(
-        SecretId=arn,
-        SecretString=json.dumps(
-            {
-                "engine": "mysql",
-                "host": mariadb.host,
-                "port": mariadb.port,
-                "username": mariadb.admin_user,
-                "password": password,
-                "dbname": database,
-            }
-        ),
+def admin_secret(mariadb: MariaDBServer, database: str, password: str | None = None) -> dict:
+    """The admin's credentials in the standard RDS JSON shape, as the stack would store them
+    (optionally with another password)."""
+    return rds_secret(
+        mariadb,
+        mariadb.admin_user,
+        mariadb.admin_password if password is None else password,
+        database,
     )
 
 
@@ -144,7 +119,7 @@ def location(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def secret_arn(aws: str, mariadb: MariaDBServer, database: str) -> str:
-    return create_secret(mariadb, database)
+    return create_secret(admin_secret(mariadb, database))
 
 
 # --- preview: check and diff, no database -----------------------------------------------------
@@ -264,7 +239,7 @@ def test_read_shows_drift_in_the_history_table(
 
     # Someone edits the history by hand: V2's recorded checksum changes, V1's row goes.
     with mariadb.root_connection(database) as conn, conn.cursor() as cur:
-        table = history_table()
+        table = history.TABLE
         edited = cur.execute(
             f"UPDATE `{table}` SET checksum = 'edited-by-hand' WHERE script = %s",
             ("V2__colour.sql",),
@@ -400,7 +375,7 @@ def test_malformed_secret_json_is_a_readable_error(
     aws: str, mariadb: MariaDBServer, database: str, location: Path
 ) -> None:
     raw = '{"username": "appdb_admin", "password": "' + mariadb.admin_password + '"'  # cut short
-    arn = create_secret(mariadb, database, raw=raw)
+    arn = create_secret(raw=raw)
     props = make_props(mariadb, database, arn, location)
     expect_readable_error(
         lambda: SchemaMigrationsProvider().create(props),
@@ -417,7 +392,7 @@ def test_wrong_password_rereads_the_secret_once_then_fails_readably(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     wrong = "wrong-" + secrets.token_hex(8)
-    arn = create_secret(mariadb, database, password=wrong)
+    arn = create_secret(admin_secret(mariadb, database, password=wrong))
     reads = count_secret_reads(monkeypatch)
     props = make_props(mariadb, database, arn, location)
     message = expect_readable_error(
@@ -437,11 +412,12 @@ def test_a_secret_fixed_between_attempts_is_picked_up_on_the_retry(
     location: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    arn = create_secret(mariadb, database, password="stale-" + secrets.token_hex(8))
+    stale = "stale-" + secrets.token_hex(8)
+    arn = create_secret(admin_secret(mariadb, database, password=stale))
     # Right after the provider's first read, a rotation promotes the right password.
     reads = count_secret_reads(
         monkeypatch,
-        after_first_read=lambda: put_secret(arn, mariadb, database, mariadb.admin_password),
+        after_first_read=lambda: put_secret(arn, admin_secret(mariadb, database)),
     )
     result = SchemaMigrationsProvider().create(make_props(mariadb, database, arn, location))
     assert result.outs is not None
@@ -522,15 +498,8 @@ def test_provider_serialises_by_reference_and_loads_in_a_fresh_interpreter(
         "  'modules': sorted(m for m in sys.modules if m.split('.')[0] in\n"
         "                    ('infra', 'migrator', '__main__'))}))\n"
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        input=json.dumps({"provider": serialized, "olds": olds, "news": news}),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin"},  # nothing inherited: no AWS settings, no PYTHONPATH
-        timeout=60,
-        check=False,
+    completed = run_in_fresh_interpreter(
+        script, json.dumps({"provider": serialized, "olds": olds, "news": news})
     )
     assert completed.returncode == 0, completed.stderr
     loaded = json.loads(completed.stdout)
@@ -541,10 +510,6 @@ def test_provider_serialises_by_reference_and_loads_in_a_fresh_interpreter(
     assert "infra.providers.migrations" in loaded["modules"]
 
 
-def history_table() -> str:
-    return history.TABLE
-
-
 # --- Pulumi's provider host: the real `python -m pulumi.dynamic` process, over gRPC -----------
 
 
@@ -553,71 +518,53 @@ def test_pulumis_provider_host_runs_the_provider_from_the_project_directory(
 ) -> None:
     """What `pulumi preview`/`up` do: the engine starts the Python provider host in the project
     directory and sends it the serialised provider with each request."""
-    import asyncio
-    import os
-
     import grpc
     from pulumi.runtime import proto, rpc
-    from pulumi.runtime.proto import provider_pb2_grpc
-
-    def struct(values: dict[str, Any]) -> Any:
-        return asyncio.run(rpc.serialize_properties(values, {}))
 
     serialized = serialize_provider(SchemaMigrationsProvider())
     props = {**make_props(mariadb, database, secret_arn, location), "__provider": serialized}
     urn = "urn:pulumi:staging::appdb::pulumi-python:dynamic/appdb:SchemaMigrations::schema"
-    host = subprocess.Popen(
-        [sys.executable, "-m", "pulumi.dynamic"],
-        cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},  # AWS_* from `aws`
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert host.stdout is not None
-        port = int(host.stdout.readline())
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = provider_pb2_grpc.ResourceProviderStub(channel)
+    with provider_host() as stub:
+        created = stub.Create(proto.CreateRequest(urn=urn, properties=grpc_struct(props)))
+        outs = rpc.deserialize_properties(created.properties)
+        assert outs["applied"] == props["migrations"]
+        assert mariadb.admin_password not in json.dumps(outs)
 
-            created = stub.Create(proto.CreateRequest(urn=urn, properties=struct(props)))
-            outs = rpc.deserialize_properties(created.properties)
-            assert outs["applied"] == props["migrations"]
-            assert mariadb.admin_password not in json.dumps(outs)
-
-            no_change = stub.Diff(
-                proto.DiffRequest(id=created.id, urn=urn, olds=struct(outs), news=struct(props))
+        no_change = stub.Diff(
+            proto.DiffRequest(
+                id=created.id, urn=urn, olds=grpc_struct(outs), news=grpc_struct(props)
             )
-            assert no_change.changes == proto.DiffResponse.DIFF_NONE
-            write_migrations(location, {"V3__first_widget.sql": V3})
-            news = {**props, "migrations": load_migrations(location).checksums()}
-            some = stub.Diff(
-                proto.DiffRequest(id=created.id, urn=urn, olds=struct(outs), news=struct(news))
+        )
+        assert no_change.changes == proto.DiffResponse.DIFF_NONE
+        write_migrations(location, {"V3__first_widget.sql": V3})
+        news = {**props, "migrations": load_migrations(location).checksums()}
+        some = stub.Diff(
+            proto.DiffRequest(
+                id=created.id, urn=urn, olds=grpc_struct(outs), news=grpc_struct(news)
             )
-            assert some.changes == proto.DiffResponse.DIFF_SOME
-            assert list(some.replaces) == []
+        )
+        assert some.changes == proto.DiffResponse.DIFF_SOME
+        assert list(some.replaces) == []
 
-            # A failure as `pulumi up` would show it: the provider's traceback, ending in one
-            # readable line, with no secret anywhere in it.
-            put_secret(secret_arn, mariadb, database, "not-the-password")
-            with pytest.raises(grpc.RpcError) as caught:
-                stub.Update(
-                    proto.UpdateRequest(
-                        id=created.id, urn=urn, olds=struct(outs), news=struct(news)
-                    )
+        # A failure as `pulumi up` would show it: the provider's traceback, ending in one
+        # readable line, with no secret anywhere in it.
+        put_secret(secret_arn, admin_secret(mariadb, database, password="not-the-password"))
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Update(
+                proto.UpdateRequest(
+                    id=created.id, urn=urn, olds=grpc_struct(outs), news=grpc_struct(news)
                 )
-            details = caught.value.details()  # type: ignore[attr-defined]
-            last_line = details.strip().splitlines()[-1]
-            assert last_line.startswith(
-                "infra.providers.migrations.SchemaMigrationsError: schema migrations for "
-                f"database '{database}' on {mariadb.host}:{mariadb.port} failed: "
-            ), last_line
-            assert "access denied" in last_line
-            assert "not-the-password" not in details
-            assert mariadb.admin_password not in details
-            assert "During handling of the above exception" not in details
-    finally:
-        host.kill()
-        host.wait()
+            )
+        details = caught.value.details()  # type: ignore[attr-defined]
+        last_line = details.strip().splitlines()[-1]
+        assert last_line.startswith(
+            "infra.providers.migrations.SchemaMigrationsError: schema migrations for "
+            f"database '{database}' on {mariadb.host}:{mariadb.port} failed: "
+        ), last_line
+        assert "access denied" in last_line
+        assert "not-the-password" not in details
+        assert mariadb.admin_password not in details
+        assert "During handling of the above exception" not in details
 
 
 # --- the program: where the resource sits in the stack ---------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 import boto3
 import pytest
 from migrator_support import ROOT, migrator_for, settings_for, tables, write_migrations
+from support_aws import create_secret, rds_secret
 
 from migrator.discovery import load_migrations
 from migrator.engine import MigrationOptions, Migrator
@@ -20,11 +20,6 @@ from migrator.errors import SecretError
 from migrator.secrets import fetch_database_secret
 from migrator.snapshot import SnapshotSettings, snapshot_identifier
 from standins.mariadb import MariaDBServer
-
-
-def _secret(name: str, value: str) -> str:
-    client = boto3.client("secretsmanager")
-    return client.create_secret(Name=name, SecretString=value)["ARN"]
 
 
 def _unique(prefix: str) -> str:
@@ -42,7 +37,7 @@ def test_fetch_database_secret_through_aws_endpoint_url(aws: str) -> None:
         "dbname": "appdb",
         "dbInstanceIdentifier": "appdb-staging",
     }
-    arn = _secret(_unique("appdb/db"), json.dumps(value))
+    arn = create_secret(value)
     secret = fetch_database_secret(arn)
     assert (secret.host, secret.port, secret.username, secret.password) == (
         "db.internal",
@@ -62,7 +57,7 @@ def test_missing_secret_names_the_arn(aws: str) -> None:
 
 
 def test_malformed_secret_json_names_the_arn_not_the_value(aws: str) -> None:
-    arn = _secret(_unique("appdb/broken"), '{"username": "admin", "password": "leaky-pw"')
+    arn = create_secret(raw='{"username": "admin", "password": "leaky-pw"')
     with pytest.raises(SecretError) as caught:
         fetch_database_secret(arn)
     message = str(caught.value)
@@ -71,7 +66,7 @@ def test_malformed_secret_json_names_the_arn_not_the_value(aws: str) -> None:
 
 
 def test_secret_missing_keys_is_named(aws: str) -> None:
-    arn = _secret(_unique("appdb/partial"), json.dumps({"username": "admin", "password": "pw-9"}))
+    arn = create_secret({"username": "admin", "password": "pw-9"})
     with pytest.raises(SecretError, match=r"missing key\(s\) host") as caught:
         fetch_database_secret(arn)
     assert "pw-9" not in str(caught.value)
@@ -80,15 +75,7 @@ def test_secret_missing_keys_is_named(aws: str) -> None:
 def test_cli_migrates_with_credentials_from_the_secret(
     aws: str, mariadb: MariaDBServer, database: str, tmp_path: Path
 ) -> None:
-    value = {
-        "engine": "mysql",
-        "host": mariadb.host,
-        "port": mariadb.port,
-        "username": mariadb.admin_user,
-        "password": mariadb.admin_password,
-        "dbname": database,
-    }
-    arn = _secret(_unique("appdb/live"), json.dumps(value))
+    arn = create_secret(rds_secret(mariadb, mariadb.admin_user, mariadb.admin_password, database))
     location = write_migrations(tmp_path, {"V1__a.sql": "CREATE TABLE from_secret (x INT);"})
     result = subprocess.run(
         [

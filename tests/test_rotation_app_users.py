@@ -9,7 +9,8 @@ import time
 import boto3
 import pymysql
 import pytest
-from rotation_support import create_secret, make_master, master_secret, stages, value
+from rotation_support import make_master, master_secret, stages, value
+from support_aws import create_secret
 
 from rotation.app_users import (
     ApplicationUsers,

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
-from rotation_support import can_login, create_secret, make_master, master_secret, value
+from rotation_support import can_login, master_account, value
+from support_aws import create_secret, grpc_struct, provider_host, run_in_fresh_interpreter
 
 from infra.providers.rotation import (
     UNKNOWN,
@@ -23,21 +21,13 @@ from infra.providers.rotation import (
 from rotation.grants import ROLE_PRIVILEGES, schema_target
 from standins.mariadb import MariaDBServer
 
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORD_1 = "Rotated-Master.Password~number+1"
 PASSWORD_2 = "Rotated-Master.Password~number+2"
 
 
 @pytest.fixture
 def master(mariadb: MariaDBServer, database: str, aws: str) -> dict[str, Any]:
-    user, password = make_master(mariadb)
-    return {
-        "user": user,
-        "password": password,
-        "database": database,
-        # The initial value, as the stack's SecretVersion writes it when the instance exists.
-        "arn": master_secret(mariadb, user, password, database),
-    }
+    return master_account(mariadb, database)
 
 
 def master_props(mariadb: MariaDBServer, master: dict, rotation: str, password: str) -> dict:
@@ -201,16 +191,7 @@ def test_providers_serialise_by_reference_and_load_in_a_fresh_interpreter(provid
         "print(json.dumps({'type': type(provider).__module__ + '.' + type(provider).__name__,\n"
         "  'attrs': sorted(vars(provider))}))\n"
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        input=serialized,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin"},
-        timeout=60,
-        check=False,
-    )
+    completed = run_in_fresh_interpreter(script, serialized)
     assert completed.returncode == 0, completed.stderr
     loaded = json.loads(completed.stdout)
     assert loaded == {"type": f"infra.providers.rotation.{provider_class.__name__}", "attrs": []}
@@ -220,15 +201,7 @@ def test_pulumis_provider_host_runs_both_providers(mariadb, master):
     """What `pulumi up` does: the engine starts the Python provider host in the project directory
     and sends the serialised provider with each request, over gRPC (numbers arrive as floats,
     secrets unwrapped)."""
-    import asyncio
-    import os
-
-    import grpc
     from pulumi.runtime import proto, rpc
-    from pulumi.runtime.proto import provider_pb2_grpc
-
-    def struct(values: dict[str, Any]) -> Any:
-        return asyncio.run(rpc.serialize_properties(values, {}))
 
     master_inputs = {
         **master_props(mariadb, master, "2026-01", PASSWORD_1),
@@ -240,43 +213,37 @@ def test_pulumis_provider_host_runs_both_providers(mariadb, master):
         "__provider": serialize_provider(ApplicationUsersProvider()),
     }
     dynamic = "urn:pulumi:staging::appdb::pulumi-python:dynamic/appdb"
-    host = subprocess.Popen(
-        [sys.executable, "-m", "pulumi.dynamic"],
-        cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},  # AWS_* from `aws`
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
     try:
-        assert host.stdout is not None
-        port = int(host.stdout.readline())
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = provider_pb2_grpc.ResourceProviderStub(channel)
+        with provider_host() as stub:
             urn = f"{dynamic}:MasterPasswordRotation::master-rotation-rotated"
-            created = stub.Create(proto.CreateRequest(urn=urn, properties=struct(master_inputs)))
+            created = stub.Create(
+                proto.CreateRequest(urn=urn, properties=grpc_struct(master_inputs))
+            )
             outs = rpc.deserialize_properties(created.properties)
             assert PASSWORD_1 not in json.dumps(outs)
             assert value(master["arn"])["password"] == PASSWORD_1
             same = stub.Diff(
                 proto.DiffRequest(
-                    id=created.id, urn=urn, olds=struct(outs), news=struct(master_inputs)
+                    id=created.id, urn=urn, olds=grpc_struct(outs), news=grpc_struct(master_inputs)
                 )
             )
             assert same.changes == proto.DiffResponse.DIFF_NONE
             rotated = {**master_inputs, "rotation": "2026-02", "new_password": PASSWORD_2}
             some = stub.Diff(
-                proto.DiffRequest(id=created.id, urn=urn, olds=struct(outs), news=struct(rotated))
+                proto.DiffRequest(
+                    id=created.id, urn=urn, olds=grpc_struct(outs), news=grpc_struct(rotated)
+                )
             )
             assert some.changes == proto.DiffResponse.DIFF_SOME and list(some.replaces) == []
 
             urn = f"{dynamic}:ApplicationUsers::application-users-accounts"
-            created = stub.Create(proto.CreateRequest(urn=urn, properties=struct(users_inputs)))
+            created = stub.Create(
+                proto.CreateRequest(urn=urn, properties=grpc_struct(users_inputs))
+            )
             outs = rpc.deserialize_properties(created.properties)
             assert outs["active_users"] == {"app": "grpc_app_a", "readonly": "grpc_readonly_a"}
             assert value(master["app"])["password"] not in json.dumps(outs)
     finally:
-        host.terminate()
-        host.wait(timeout=30)
         root = mariadb.root_connection()
         with root.cursor() as cur:
             cur.execute("DROP USER IF EXISTS grpc_app_a, grpc_readonly_a")

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from rotation_support import can_login, create_secret, make_master, master_secret, stages, value
+from rotation_support import can_login, master_account, stages, value
+from support_aws import create_secret
 
 from rotation.app_users import ApplicationUsers, RoleEndpoint, apply_application_users
 from rotation.errors import RotationError
@@ -22,13 +23,7 @@ ROTATED = "Rotated-Master.Password~for+rollback"
 
 @pytest.fixture
 def master(mariadb: MariaDBServer, database: str, aws: str) -> dict:
-    user, password = make_master(mariadb)
-    return {
-        "user": user,
-        "password": password,
-        "database": database,
-        "arn": master_secret(mariadb, user, password, database),
-    }
+    return master_account(mariadb, database)
 
 
 def test_master_rollback_with_the_script_restores_the_previous_password(mariadb, master):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pymysql
 import pytest
+from migrator_support import settings_for
 from pymysql.cursors import DictCursor
 
-from migrator.connection import ConnectionSettings
 from migrator.discovery import load_migrations
 from migrator.engine import Migrator
 from standins.mariadb import MariaDBServer
@@ -29,15 +29,7 @@ TEST_EMAIL_PATTERN = "%@integration.test"
 def migrated(mariadb: MariaDBServer) -> str:
     """A database brought to the version in schema/ by the engine."""
     database = mariadb.create_database("integration")
-    settings = ConnectionSettings(
-        host=mariadb.host,
-        port=mariadb.port,
-        user=mariadb.admin_user,
-        password=mariadb.admin_password,
-        database=database,
-        ca_bundle=str(mariadb.ca_path),
-        connect_deadline=10,
-    )
+    settings = settings_for(mariadb, database, connect_deadline=10)
     result = Migrator(settings, load_migrations(SCHEMA)).migrate()
     assert result.applied, "schema/ applied nothing"
     return database
