@@ -23,12 +23,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pulumi
 from pulumi import dynamic
 
+from infra.providers.inputs import (
+    UNKNOWN,
+    ca_bundle_path,
+    changed_keys,
+    echoed_inputs,
+    normalise,
+    port_failures,
+    project_path,
+    required_string_failures,
+)
 from migrator import secrets as migrator_secrets
 from migrator.connection import ConnectionSettings
 from migrator.discovery import MigrationSet, load_migrations, parse_name, version_key
@@ -38,8 +47,6 @@ from migrator.snapshot import SnapshotSettings
 
 T = TypeVar("T")
 
-# Pulumi's marker for a value not known yet during preview (e.g. the endpoint of a new instance).
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 PROVIDER_KEY = "__provider"
 
 # Inputs, in the order they are documented. Every input is echoed into the outputs, because
@@ -99,19 +106,8 @@ def compare(olds: Mapping[str, Any], news: Mapping[str, Any]) -> MigrationDiff:
     pending = [script for script in wanted if script not in applied]
     changed = [s for s in wanted if s in applied and applied[s] != wanted[s]]
     missing = [script for script in applied if script not in wanted]
-    settings = [
-        key
-        for key in INPUT_KEYS
-        if key != "migrations" and _normalise(olds.get(key)) != _normalise(news.get(key))
-    ]
+    settings = changed_keys(olds, news, (key for key in INPUT_KEYS if key != "migrations"))
     return MigrationDiff(pending, changed, missing, settings)
-
-
-def _normalise(value: Any) -> Any:
-    # Numbers come back from Pulumi's wire format as floats: 3306 and 3306.0 are the same input.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 def highest_version(scripts: Mapping[str, str] | list[str]) -> str | None:
@@ -134,15 +130,8 @@ class SchemaMigrationsProvider(dynamic.ResourceProvider):
                         key, "no password may be an input: it is read from the secret at apply time"
                     )
                 )
-        for key in REQUIRED_STRINGS:
-            value = news.get(key)
-            if value != UNKNOWN and (not isinstance(value, str) or not value):
-                failures.append(dynamic.CheckFailure(key, f"required string, got {value!r}"))
-        port = news.get("port")
-        if port != UNKNOWN and not (
-            isinstance(port, int | float) and float(port).is_integer() and 0 < port < 65536
-        ):
-            failures.append(dynamic.CheckFailure("port", f"must be 1-65535, got {port!r}"))
+        failures += required_string_failures(news, REQUIRED_STRINGS)
+        failures += port_failures(news)
         migrations = news.get("migrations")
         if migrations != UNKNOWN and not (
             isinstance(migrations, dict)
@@ -152,7 +141,7 @@ class SchemaMigrationsProvider(dynamic.ResourceProvider):
                 dynamic.CheckFailure("migrations", "must map script name to checksum (strings)")
             )
         ca_bundle = news.get("ca_bundle")
-        if isinstance(ca_bundle, str) and ca_bundle and not _project_path(ca_bundle).is_file():
+        if isinstance(ca_bundle, str) and ca_bundle and not project_path(ca_bundle).is_file():
             # Caught at preview rather than when `up` first connects.
             failures.append(
                 dynamic.CheckFailure(
@@ -203,17 +192,11 @@ class SchemaMigrationsProvider(dynamic.ResourceProvider):
 
 
 def _inputs(props: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: _normalise(props.get(key, OPTIONAL_INPUTS.get(key))) for key in INPUT_KEYS}
-
-
-def _project_path(path: str) -> Path:
-    # Relative paths are relative to the project directory, which is the working directory of
-    # both the Pulumi program and the provider host.
-    return Path(path) if Path(path).is_absolute() else Path.cwd() / path
+    return echoed_inputs(props, INPUT_KEYS, OPTIONAL_INPUTS)
 
 
 def _load_migrations(props: Mapping[str, Any], *, verify: bool) -> MigrationSet:
-    migrations = load_migrations(_project_path(str(props["location"])))
+    migrations = load_migrations(project_path(str(props["location"])))
     if verify:
         on_disk = migrations.checksums()
         planned = dict(props.get("migrations") or {})
@@ -251,14 +234,13 @@ def _snapshot_settings(props: Mapping[str, Any]) -> SnapshotSettings:
 
 
 def _connection_settings(props: Mapping[str, Any], secret: Any) -> ConnectionSettings:
-    ca_bundle = props.get("ca_bundle")
     return ConnectionSettings(
         host=str(props["host"]),
         port=int(props["port"]),
         user=secret.username,
         password=secret.password,
         database=str(props["database"]),
-        ca_bundle=str(_project_path(str(ca_bundle))) if ca_bundle else None,
+        ca_bundle=ca_bundle_path(props.get("ca_bundle")),
         connect_deadline=float(props.get("connect_deadline_seconds") or 600),
     )
 
@@ -307,7 +289,7 @@ def _readable_errors(props: Mapping[str, Any], action: Callable[[], T]) -> T:
     try:
         return action()
     except (MigrationError, SchemaMigrationsError) as error:
-        port = _normalise(props.get("port"))
+        port = normalise(props.get("port"))
         target = f"database {props.get('database')!r} on {props.get('host')}:{port}"
         message = str(error)
         raise SchemaMigrationsError(f"schema migrations for {target} failed: {message}") from None

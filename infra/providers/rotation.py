@@ -21,12 +21,19 @@ importable module, so they are pickled by reference and nothing secret can ride 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pulumi
 from pulumi import dynamic
 
+from infra.providers.inputs import (
+    UNKNOWN,
+    ca_bundle_path,
+    changed_keys,
+    echoed_inputs,
+    port_failures,
+    required_string_failures,
+)
 from rotation.app_users import (
     ApplicationUsers as ApplicationUsersRequest,
 )
@@ -43,30 +50,9 @@ from rotation.secret_store import CURRENT, PREVIOUS, SecretStore, derive_token
 
 T = TypeVar("T")
 
-# Pulumi's marker for a value not known yet during preview.
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
-
 
 class CredentialRotationError(Exception):
     """The one readable, secret-free message `pulumi up` shows when a rotation step fails."""
-
-
-def _normalise(value: Any) -> Any:
-    # Numbers come back from Pulumi's wire format as floats: 3306 and 3306.0 are the same.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, Mapping):
-        return {k: _normalise(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_normalise(v) for v in value]
-    return value
-
-
-def _project_path(path: Any) -> str | None:
-    # Relative to the project directory: the working directory of the program and provider host.
-    if not path:
-        return None
-    return str(Path(path) if Path(path).is_absolute() else Path.cwd() / str(path))
 
 
 def _readable(what: str, action: Callable[[], T]) -> T:
@@ -74,10 +60,6 @@ def _readable(what: str, action: Callable[[], T]) -> T:
         return action()
     except RotationError as error:
         raise CredentialRotationError(f"{what}: {error}") from None
-
-
-def _changed(olds: Mapping[str, Any], news: Mapping[str, Any], keys: tuple[str, ...]) -> list[str]:
-    return [k for k in keys if _normalise(olds.get(k)) != _normalise(news.get(k))]
 
 
 # --- master password ----------------------------------------------------------------------
@@ -107,7 +89,7 @@ def _master_request(props: Mapping[str, Any]) -> MasterRotation:
         host=str(props["host"]),
         port=int(props["port"]),
         region=str(props["region"]),
-        ca_bundle=_project_path(props.get("ca_bundle")),
+        ca_bundle=ca_bundle_path(props.get("ca_bundle")),
         connect_deadline=float(props.get("connect_deadline_seconds") or 600),
         test_deadline=float(props.get("test_deadline_seconds") or 30),
     )
@@ -123,7 +105,7 @@ def master_rotation_token(props: Mapping[str, Any]) -> str:
 def _master_outputs(props: Mapping[str, Any], version_id: str, previous: str | None) -> dict:
     # The password is deliberately not echoed: outputs hold ids and endpoints only.
     return {
-        **{k: _normalise(props.get(k, MASTER_DEFAULTS.get(k))) for k in MASTER_INPUTS},
+        **echoed_inputs(props, MASTER_INPUTS, MASTER_DEFAULTS),
         "rotation_token": master_rotation_token(props),
         "version_id": version_id,
         "previous_version_id": previous,
@@ -134,22 +116,17 @@ class MasterPasswordRotationProvider(dynamic.ResourceProvider):
     """Rotates the master password (rotation.master). Holds no state: see the module docstring."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
-        failures = []
-        for key in ("secret_arn", "region", "host", "rotation", "new_password"):
-            value = news.get(key)
-            if value != UNKNOWN and (not isinstance(value, str) or not value):
-                shown = "a non-empty string is required" if key == "new_password" else repr(value)
-                failures.append(dynamic.CheckFailure(key, f"required string, got {shown}"))
-        port = news.get("port")
-        if port != UNKNOWN and not (
-            isinstance(port, int | float) and float(port).is_integer() and 0 < port < 65536
-        ):
-            failures.append(dynamic.CheckFailure("port", f"must be 1-65535, got {port!r}"))
+        failures = required_string_failures(
+            news,
+            ("secret_arn", "region", "host", "rotation", "new_password"),
+            secret_keys=("new_password",),
+        )
+        failures += port_failures(news)
         return dynamic.CheckResult({**MASTER_DEFAULTS, **news}, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         # No AWS or database call: this runs during preview. Never a replacement.
-        changed = _changed(olds, news, MASTER_INPUTS)
+        changed = changed_keys(olds, news, MASTER_INPUTS)
         unknown = UNKNOWN in (news.get(k) for k in ("new_password", "secret_arn", "rotation"))
         if unknown or master_rotation_token(news) != olds.get("rotation_token"):
             changed.append("new_password")
@@ -259,7 +236,7 @@ def _users_request(props: Mapping[str, Any]) -> ApplicationUsersRequest:
         rotation=str(props["rotation"]),
         privileges={r: [str(p) for p in ps] for r, ps in dict(props["privileges"]).items()},
         region=str(props["region"]),
-        ca_bundle=_project_path(props.get("ca_bundle")),
+        ca_bundle=ca_bundle_path(props.get("ca_bundle")),
         connect_deadline=float(props.get("connect_deadline_seconds") or 600),
         test_deadline=float(props.get("test_deadline_seconds") or 60),
         account_prefix=str(props.get("account_prefix") or ""),
@@ -268,7 +245,7 @@ def _users_request(props: Mapping[str, Any]) -> ApplicationUsersRequest:
 
 def _users_outputs(props: Mapping[str, Any], states: Mapping[str, RoleState]) -> dict[str, Any]:
     return {
-        **{k: _normalise(props.get(k, USERS_DEFAULTS.get(k))) for k in USERS_INPUTS},
+        **echoed_inputs(props, USERS_INPUTS, USERS_DEFAULTS),
         "active_users": {role: s.active_user for role, s in states.items()},
         "version_ids": {role: s.version_id for role, s in states.items()},
         "grants": {user: lines for s in states.values() for user, lines in s.grants.items()},
@@ -296,11 +273,9 @@ class ApplicationUsersProvider(dynamic.ResourceProvider):
     """Application accounts, grants and secrets (rotation.app_users). Holds no state."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
-        failures = []
-        for key in ("master_secret_arn", "region", "schema", "rotation"):
-            value = news.get(key)
-            if value != UNKNOWN and (not isinstance(value, str) or not value):
-                failures.append(dynamic.CheckFailure(key, f"required string, got {value!r}"))
+        failures = required_string_failures(
+            news, ("master_secret_arn", "region", "schema", "rotation")
+        )
         roles, privileges = news.get("roles"), news.get("privileges")
         if isinstance(roles, Mapping) and isinstance(privileges, Mapping):
             for role in roles:
@@ -316,7 +291,7 @@ class ApplicationUsersProvider(dynamic.ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         # No connection here (preview). Grant drift is what the last apply or refresh saw.
-        changed = _changed(olds, news, USERS_INPUTS)
+        changed = changed_keys(olds, news, USERS_INPUTS)
         if not changed and grant_drift(news, olds.get("grants")):
             changed.append("grants")
         return dynamic.DiffResult(changes=bool(changed), replaces=[], stables=[])
