@@ -16,7 +16,13 @@ from migrator.snapshot import SnapshotSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DSN_ENV = "APPDB_MIGRATE_DSN"
-REPAIR_ACTIONS = ("retry", "mark-done", "restart", "realign-checksums")
+# `repair --<action>`: what each one tells the engine.
+REPAIR_ACTIONS = {
+    "retry": "the interrupted statement did NOT take effect: run it again next time",
+    "mark-done": "the interrupted statement DID take effect: continue after it next time",
+    "restart": "forget a failed/interrupted migration's progress (undo its effects first)",
+    "realign-checksums": "accept changed files of applied migrations as the new truth",
+}
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -78,34 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
         "repair", parents=[common], help="resolve an interrupted/failed migration in history"
     )
     action = repair.add_mutually_exclusive_group(required=True)
-    action.add_argument(
-        "--retry",
-        dest="action",
-        action="store_const",
-        const="retry",
-        help="the interrupted statement did NOT take effect: run it again next time",
-    )
-    action.add_argument(
-        "--mark-done",
-        dest="action",
-        action="store_const",
-        const="mark-done",
-        help="the interrupted statement DID take effect: continue after it next time",
-    )
-    action.add_argument(
-        "--restart",
-        dest="action",
-        action="store_const",
-        const="restart",
-        help="forget a failed/interrupted migration's progress (undo its effects first)",
-    )
-    action.add_argument(
-        "--realign-checksums",
-        dest="action",
-        action="store_const",
-        const="realign-checksums",
-        help="accept changed files of applied migrations as the new truth",
-    )
+    for name, help_text in REPAIR_ACTIONS.items():
+        action.add_argument(
+            f"--{name}", dest="action", action="store_const", const=name, help=help_text
+        )
     return parser
 
 
@@ -121,10 +103,8 @@ def _settings(args: argparse.Namespace) -> tuple[ConnectionSettings, str | None]
             [f"give exactly one of --dsn (or ${DSN_ENV}) and --secret-arn"], "no target database"
         )
     if args.dsn:
-        settings = parse_dsn(args.dsn, **tls_options)
-        if args.database:
-            settings = parse_dsn(args.dsn, database=args.database, **tls_options)
-        return settings, None
+        database = {"database": args.database} if args.database else {}
+        return parse_dsn(args.dsn, **database, **tls_options), None
     from migrator.secrets import fetch_database_secret
 
     secret = fetch_database_secret(args.secret_arn, region=args.region)
