@@ -39,6 +39,15 @@ def derive_token(*parts: str) -> str:
     return str(uuid.uuid5(_TOKEN_NAMESPACE, "\x1f".join(parts)))
 
 
+def _refused(secret_arn: str, what: str, exc: botocore.exceptions.ClientError) -> SecretStoreError:
+    """Secrets Manager's refusal as one message: the secret, the call, the API error."""
+    error = exc.response.get("Error", {})
+    return SecretStoreError(
+        f"secret {secret_arn}: {what} failed: {error.get('Code', 'Unknown')}: "
+        f"{error.get('Message', '')}"
+    )
+
+
 @dataclass(frozen=True)
 class SecretVersion:
     version_id: str
@@ -54,11 +63,7 @@ class SecretStore:
         try:
             return getattr(self._client, method)(SecretId=secret_arn, **kwargs)
         except botocore.exceptions.ClientError as exc:
-            error = exc.response.get("Error", {})
-            raise SecretStoreError(
-                f"secret {secret_arn}: {what} failed: {error.get('Code', 'Unknown')}: "
-                f"{error.get('Message', '')}"
-            ) from None
+            raise _refused(secret_arn, what, exc) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise SecretStoreError(
                 f"secret {secret_arn}: {what} failed: cannot reach Secrets Manager: {exc}"
@@ -90,11 +95,7 @@ class SecretStore:
                 # carries the label yet (a secret created without a value).
                 self.stages(secret_arn)
                 return None
-            error = exc.response.get("Error", {})
-            raise SecretStoreError(
-                f"secret {secret_arn}: reading {version_id or stage} failed: "
-                f"{error.get('Code', 'Unknown')}: {error.get('Message', '')}"
-            ) from None
+            raise _refused(secret_arn, f"reading {version_id or stage}", exc) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise SecretStoreError(
                 f"secret {secret_arn}: cannot reach Secrets Manager: {exc}"
