@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -57,17 +58,10 @@ def connect_as_master(
 ) -> pymysql.connections.Connection:
     """Connect with the master secret's AWSCURRENT value; if the server rejects it, read the
     secret once more and retry (a master rotation may have just promoted a new password)."""
+    connect = functools.partial(
+        connect_as, database=database, ca_bundle=ca_bundle, connect_deadline=connect_deadline
+    )
     try:
-        return connect_as(
-            fetch_master(),
-            database=database,
-            ca_bundle=ca_bundle,
-            connect_deadline=connect_deadline,
-        )
+        return connect(fetch_master())
     except AuthenticationFailed:
-        return connect_as(
-            fetch_master(),
-            database=database,
-            ca_bundle=ca_bundle,
-            connect_deadline=connect_deadline,
-        )
+        return connect(fetch_master())

@@ -13,6 +13,7 @@ Pulumi's state is not changed: the next rotation is simply the next new value of
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pymysql
@@ -61,9 +62,16 @@ def _test_login(
     probe.close()
 
 
-def _flip_back(
-    store: SecretStore, secret_arn: str, current: SecretVersion, previous: SecretVersion
+def _test_and_flip_back(
+    store: SecretStore,
+    secret_arn: str,
+    current: SecretVersion,
+    previous: SecretVersion,
+    ca_bundle: str | None,
+    connect_deadline: float,
 ) -> RollbackResult:
+    """AWSCURRENT back to the previous version, once a fresh login with it works."""
+    _test_login(secret_arn, previous, ca_bundle, connect_deadline)
     store.move_current(secret_arn, previous.version_id, current.version_id)
     return RollbackResult(
         secret_arn, str(previous.value.get("username")), previous.version_id, current.version_id
@@ -80,16 +88,18 @@ def rollback_master(
     store = SecretStore(region)
     current, previous = _versions(store, secret_arn)
     now, before = parse(secret_arn, current.value), parse(secret_arn, previous.value)
-    endpoint = {"host": now.host, "port": now.port}
+    connect = functools.partial(
+        connect_as,
+        host=now.host,
+        port=now.port,
+        ca_bundle=ca_bundle,
+        connect_deadline=connect_deadline,
+    )
     try:
-        session = connect_as(
-            now, **endpoint, ca_bundle=ca_bundle, connect_deadline=connect_deadline
-        )
+        session = connect(now)
     except AuthenticationFailed:
         # The database may already have the previous password (a half-done rollback).
-        session = connect_as(
-            before, **endpoint, ca_bundle=ca_bundle, connect_deadline=connect_deadline
-        )
+        session = connect(before)
     try:
         with session.cursor() as cursor:
             set_own_password(cursor, before.password)
@@ -100,8 +110,7 @@ def rollback_master(
         ) from None
     finally:
         session.close()
-    _test_login(secret_arn, previous, ca_bundle, connect_deadline)
-    return _flip_back(store, secret_arn, current, previous)
+    return _test_and_flip_back(store, secret_arn, current, previous, ca_bundle, connect_deadline)
 
 
 def rollback_role(
@@ -113,5 +122,4 @@ def rollback_role(
 ) -> RollbackResult:
     store = SecretStore(region)
     current, previous = _versions(store, secret_arn)
-    _test_login(secret_arn, previous, ca_bundle, connect_deadline)
-    return _flip_back(store, secret_arn, current, previous)
+    return _test_and_flip_back(store, secret_arn, current, previous, ca_bundle, connect_deadline)
