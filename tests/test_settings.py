@@ -282,8 +282,8 @@ def test_invalid_config_declares_nothing():
     assert caught.value.declared == []
 
 
-def test_docs_list_every_config_key():
-    text = (ROOT / "docs" / "infrastructure.md").read_text()
+def test_readme_lists_every_config_key():
+    text = (ROOT / "README.md").read_text()
     missing = [k for k in (*SCALAR_KEYS, *STRUCTURED_KEYS) if f"`appdb:{k}`" not in text]
     assert missing == []
 
