@@ -12,7 +12,6 @@ Physical identifiers are `<project>-<env>-<suffix>` where the suffix comes from 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypedDict
@@ -21,6 +20,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from infra.iam import service_trust_policy
 from infra.settings import Settings
 
 # Every log RDS MySQL can export (FSBP RDS.9); audit comes from the option group's plugin.
@@ -127,19 +127,7 @@ class Database(pulumi.ComponentResource):
         monitoring_role = aws.iam.Role(
             f"{name}-monitoring-role",
             description=f"{s.name_prefix}: RDS enhanced monitoring",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "monitoring.rds.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                },
-                sort_keys=True,
-            ),
+            assume_role_policy=service_trust_policy("monitoring.rds.amazonaws.com"),
             opts=child,
         )
         monitoring_policy = aws.iam.RolePolicyAttachment(

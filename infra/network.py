@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.iam import service_trust_policy
 from infra.settings import SettingsError
 
 
@@ -210,21 +211,8 @@ class Network(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-flow-logs-role",
             description=f"{args.name_prefix}: VPC flow logs delivery",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                            # Only on behalf of this account (no confused deputy).
-                            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-                        }
-                    ],
-                },
-                sort_keys=True,
-            ),
+            # Only on behalf of this account (no confused deputy).
+            assume_role_policy=service_trust_policy("vpc-flow-logs.amazonaws.com", account_id),
             opts=child,
         )
         aws.iam.RolePolicy(
