@@ -15,16 +15,19 @@ replicated like any other), so the readonly secret can point at a replica.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import pymysql
 
 from migrator.secrets import DatabaseSecret, fetch_database_secret
-from rotation.database import AuthenticationFailed, ConnectionFailed, connect_as, connect_as_master
+from rotation.database import (
+    AuthenticationFailed,
+    ConnectionFailed,
+    connect_as_master,
+    probe_login,
+)
 from rotation.errors import RotationError, RotationFailed
 from rotation.grants import (
     ROLE_PRIVILEGES,
@@ -76,9 +79,6 @@ class RoleState:
     grants: dict[str, list[str] | None]  # user -> 'PRIV ON target' lines (None: no such user)
     rotated: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def token_parts(request: ApplicationUsers, role: str) -> tuple[str, ...]:
     endpoint = request.roles[role]
@@ -114,14 +114,9 @@ def read_application_users(request: ApplicationUsers) -> dict[str, RoleState]:
     try:
         states = {}
         for role, endpoint in request.roles.items():
-            current = store.read(endpoint.secret_arn, CURRENT)
             with session.cursor() as cursor:
-                states[role] = RoleState(
-                    role,
-                    current.value.get("username") if current else None,
-                    current.version_id if current else None,
-                    _grant_lines(cursor, role, request.account_prefix),
-                )
+                grants = _grant_lines(cursor, role, request.account_prefix)
+            states[role] = _role_state(store, endpoint, role, grants)
         return states
     finally:
         session.close()
@@ -171,11 +166,22 @@ def _apply_role(
             if read_grants(cursor, user) is not None:
                 repair_grants(cursor, user, request.schema, privileges)
         grants = _grant_lines(cursor, role, request.account_prefix)
-    now = store.read(endpoint.secret_arn, CURRENT)
+    return _role_state(store, endpoint, role, grants, rotated)
+
+
+def _role_state(
+    store: SecretStore,
+    endpoint: RoleEndpoint,
+    role: str,
+    grants: dict[str, list[str] | None],
+    rotated: bool = False,
+) -> RoleState:
+    """The role as its secret's AWSCURRENT version names it now, with its accounts' grants."""
+    current = store.read(endpoint.secret_arn, CURRENT)
     return RoleState(
         role,
-        now.value.get("username") if now else None,
-        now.version_id if now else None,
+        current.value.get("username") if current else None,
+        current.version_id if current else None,
         grants,
         rotated,
     )
@@ -247,15 +253,12 @@ def _test_account(request: ApplicationUsers, role: str, user: str, password: str
     deadline = time.monotonic() + request.test_deadline
     while True:
         try:
-            probe = connect_as(
+            probe_login(
                 secret,
                 database=request.schema,
                 ca_bundle=request.ca_bundle,
                 connect_deadline=max(1.0, deadline - time.monotonic()),
             )
-            with probe.cursor() as cursor:
-                cursor.execute("SELECT 1")
-            probe.close()
             return
         except AuthenticationFailed as exc:
             if time.monotonic() >= deadline:

@@ -14,7 +14,14 @@ from migrator.errors import AuthenticationFailed, ConnectionFailed, SecretError
 from migrator.secrets import DatabaseSecret, parse_database_secret
 from rotation.errors import RotationError
 
-__all__ = ["AuthenticationFailed", "ConnectionFailed", "connect_as", "connect_as_master", "parse"]
+__all__ = [
+    "AuthenticationFailed",
+    "ConnectionFailed",
+    "connect_as",
+    "connect_as_master",
+    "parse",
+    "probe_login",
+]
 
 
 def parse(secret_arn: str, value: dict[str, Any]) -> DatabaseSecret:
@@ -47,6 +54,21 @@ def connect_as(
             connect_deadline=connect_deadline,
         )
     )
+
+
+def probe_login(
+    secret: DatabaseSecret, *, database: str = "", ca_bundle: str | None, connect_deadline: float
+) -> None:
+    """testSecret: a fresh connection with the secret's credentials runs a query (raises
+    ConnectionFailed/AuthenticationFailed as `connect` does)."""
+    probe = connect_as(
+        secret, database=database, ca_bundle=ca_bundle, connect_deadline=connect_deadline
+    )
+    try:
+        with probe.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        probe.close()
 
 
 def connect_as_master(

@@ -25,11 +25,18 @@ initial password (see infra/rotation.py).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import pymysql
 
-from rotation.database import AuthenticationFailed, ConnectionFailed, connect_as, parse
+from rotation.database import (
+    AuthenticationFailed,
+    ConnectionFailed,
+    connect_as,
+    parse,
+    probe_login,
+)
 from rotation.errors import RotationError, RotationFailed
 from rotation.secret_store import CURRENT, PENDING, PREVIOUS, SecretStore, SecretVersion
 from rotation.tokens import claim_version
@@ -126,23 +133,19 @@ def set_secret(
     """Set the pending password; returns the session that did it (kept for a rollback)."""
     old = parse(request.secret_arn, current.value)
     new = parse(request.secret_arn, pending.value)
-    endpoint = {"host": new.host, "port": new.port}
+    connect = functools.partial(
+        connect_as,
+        host=new.host,
+        port=new.port,
+        ca_bundle=request.ca_bundle,
+        connect_deadline=request.connect_deadline,
+    )
     try:
-        session = connect_as(
-            old,
-            **endpoint,
-            ca_bundle=request.ca_bundle,
-            connect_deadline=request.connect_deadline,
-        )
+        session = connect(old)
     except AuthenticationFailed:
         try:
             # The AWSCURRENT password is refused: an earlier run may have set the new one.
-            return connect_as(
-                new,
-                **endpoint,
-                ca_bundle=request.ca_bundle,
-                connect_deadline=request.connect_deadline,
-            )
+            return connect(new)
         except AuthenticationFailed:
             raise RotationFailed(
                 f"master rotation of {request.secret_arn} failed at setSecret: "
@@ -188,10 +191,7 @@ def test_secret(
 ) -> None:
     new = parse(request.secret_arn, pending.value)
     try:
-        probe = connect_as(new, ca_bundle=request.ca_bundle, connect_deadline=request.test_deadline)
-        with probe.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        probe.close()
+        probe_login(new, ca_bundle=request.ca_bundle, connect_deadline=request.test_deadline)
         return
     except ConnectionFailed as exc:
         cause = str(exc)

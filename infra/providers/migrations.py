@@ -47,8 +47,6 @@ from migrator.snapshot import SnapshotSettings
 
 T = TypeVar("T")
 
-PROVIDER_KEY = "__provider"
-
 # Inputs, in the order they are documented. Every input is echoed into the outputs, because
 # Pulumi's default update would otherwise drop them and `diff` compares against the outputs.
 REQUIRED_STRINGS = ("secret_arn", "region", "host", "database", "location")
