@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from migrator.connection import ConnectionSettings
@@ -31,6 +34,17 @@ def write_migrations(directory: Path, files: dict[str, str]) -> Path:
     for name, text in files.items():
         (directory / name).write_text(text)
     return directory
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`scripts/migrate <args>` in a subprocess (environment inherited unless `env` is given)."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "migrate"), *args],
+        env=env or dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def migrator_for(

@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 from infra_plans import stack_plans
-from migrator_support import write_migrations
+from migrator_support import tables, write_migrations
 from pulumi.dynamic.dynamic import serialize_provider
 from support_aws import (
     ROOT,
@@ -89,12 +89,6 @@ def make_props(
     )
     props.update(overrides)
     return props
-
-
-def tables(mariadb: MariaDBServer, database: str) -> set[str]:
-    with mariadb.root_connection(database) as conn, conn.cursor() as cur:
-        cur.execute("SHOW TABLES")
-        return {row[0] for row in cur.fetchall()}
 
 
 def expect_readable_error(

@@ -5,13 +5,11 @@ from __future__ import annotations
 import datetime
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import boto3
 import pytest
-from migrator_support import ROOT, migrator_for, settings_for, tables, write_migrations
+from migrator_support import migrator_for, run_cli, settings_for, tables, write_migrations
 from support_aws import create_secret, rds_secret
 
 from migrator.discovery import load_migrations
@@ -77,23 +75,16 @@ def test_cli_migrates_with_credentials_from_the_secret(
 ) -> None:
     arn = create_secret(rds_secret(mariadb, mariadb.admin_user, mariadb.admin_password, database))
     location = write_migrations(tmp_path, {"V1__a.sql": "CREATE TABLE from_secret (x INT);"})
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "migrate"),
-            "migrate",
-            "--secret-arn",
-            arn,
-            "--region",
-            "us-east-1",
-            "--ca-bundle",
-            str(mariadb.ca_path),
-            "--locations",
-            str(location),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_cli(
+        "migrate",
+        "--secret-arn",
+        arn,
+        "--region",
+        "us-east-1",
+        "--ca-bundle",
+        str(mariadb.ca_path),
+        "--locations",
+        str(location),
     )
     assert result.returncode == 0, result.stderr
     assert "applied V1__a.sql" in result.stdout

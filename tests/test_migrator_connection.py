@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import ssl
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from migrator_support import ROOT, settings_for, tables, write_migrations
+from migrator_support import run_cli, settings_for, tables, write_migrations
 
 from migrator.connection import connect, mask_dsn, parse_dsn
 from migrator.errors import AuthenticationFailed, ConfigurationError, ConnectionFailed
@@ -107,16 +104,6 @@ def test_dsn_parsing_and_masking() -> None:
     assert "secret" not in str(caught.value)
 
 
-def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "migrate"), *args],
-        env=env or dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_cli_info_plan_validate_migrate(
     mariadb: MariaDBServer, database: str, tmp_path: Path
 ) -> None:
@@ -129,16 +116,16 @@ def test_cli_info_plan_validate_migrate(
     )
     common = ["--dsn", mariadb.dsn(database), "--ca-bundle", str(mariadb.ca_path)]
     common += ["--locations", str(location)]
-    plan = _run_cli("plan", *common)
+    plan = run_cli("plan", *common)
     assert plan.returncode == 0, plan.stderr
     assert "-- V1__a.sql\n-- [1] line 1\nCREATE TABLE a (x INT);\n-- [2] line 3\n" in plan.stdout
     assert "a" not in tables(mariadb, database)
 
-    migrate = _run_cli("migrate", *common)
+    migrate = run_cli("migrate", *common)
     assert migrate.returncode == 0, migrate.stderr
     assert "applied V1__a.sql\napplied R__v.sql\n" in migrate.stdout
 
-    info = _run_cli("info", *common)
+    info = run_cli("info", *common)
     assert info.returncode == 0, info.stderr
     lines = info.stdout.splitlines()
     assert [c.strip() for c in lines[0].split(" | ")][:4] == [
@@ -151,21 +138,21 @@ def test_cli_info_plan_validate_migrate(
     assert mariadb.admin_password not in info.stdout + info.stderr
 
     (location / "V1__a.sql").write_text("CREATE TABLE a (x BIGINT);")
-    validate = _run_cli("validate", *common)
+    validate = run_cli("validate", *common)
     assert validate.returncode == 1
     assert "V1__a.sql: applied migration changed since it was applied" in validate.stderr
 
 
 def test_cli_never_prints_the_password(mariadb: MariaDBServer, database: str) -> None:
     dsn = f"mysql://{mariadb.admin_user}:wrong-pw-1234@127.0.0.1:{mariadb.port}/{database}"
-    result = _run_cli("migrate", "--dsn", dsn, "--ca-bundle", str(mariadb.ca_path))
+    result = run_cli("migrate", "--dsn", dsn, "--ca-bundle", str(mariadb.ca_path))
     assert result.returncode == 1
     assert "access denied" in result.stderr
     assert "wrong-pw-1234" not in result.stdout + result.stderr
 
 
 def test_cli_insecure_opt_out_warns(mariadb: MariaDBServer, database: str) -> None:
-    result = _run_cli(
+    result = run_cli(
         "info", "--dsn", mariadb.dsn(database), "--insecure-no-tls", "--connect-deadline", "1"
     )
     assert "WARNING: --insecure-no-tls" in result.stderr
