@@ -94,6 +94,7 @@ class History:
         self.installed_by = installed_by[:100]
         self.cursor = conn.cursor()
         self.next_rank = 1
+        self._identities: dict[str, str] = {}
 
     def read(self, create: bool = True) -> list[HistoryRow]:
         """Every row in rank order: the run's one history read (creates the table if absent)."""
@@ -171,30 +172,36 @@ class History:
     def _insert_sql(self, rows: list[tuple[int, Migration, list[str], str, int]]) -> str:
         values = []
         for rank, m, checksums, state, done in rows:
+            # Checksums are hex digits and spaces and the state a constant: no escaping needed.
             values.append(
-                self.cursor.mogrify(
-                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (
-                        rank,
-                        m.version,
-                        m.description[:200],
-                        m.kind,
-                        m.script,
-                        m.checksum,
-                        self.installed_by,
-                        state,
-                        1 if state == SUCCESS else 0,
-                        len(checksums),
-                        done,
-                        _joined(checksums),
-                    ),
-                )
+                f"({int(rank)}, {self._identity(m)}, '{state}', {1 if state == SUCCESS else 0}, "
+                f"{len(checksums)}, {int(done)}, '{_joined(checksums)}')"
             )
         return (
             f"INSERT INTO {self.table} (installed_rank, version, description, type, script, "
             "checksum, installed_by, state, success, statements_total, statements_done, "
             "statement_checksums) VALUES " + ", ".join(values)
         )
+
+    def _identity(self, m: Migration) -> str:
+        """The escaped (version, ..., installed_by) literals of a migration's row, built once
+        per migration (a run writes them twice: the in_progress INSERT and the success one)."""
+        literal = self._identities.get(m.script)
+        if literal is None:
+            escape = self.conn.escape
+            literal = ", ".join(
+                escape(value)
+                for value in (
+                    m.version,
+                    m.description[:200],
+                    m.kind,
+                    m.script,
+                    m.checksum,
+                    self.installed_by,
+                )
+            )
+            self._identities[m.script] = literal
+        return literal
 
     def resume_sql(self, rank: int, checksum: str, statement_checksums: list[str]) -> str:
         """A failed row goes back to in_progress with the fixed file's checksums (validation

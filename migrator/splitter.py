@@ -15,6 +15,7 @@ Each statement knows the 1-based line of its first significant character.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -28,13 +29,14 @@ class Statement:
     line: int  # 1-based line in its file where the statement starts
     delimiter: str = field(default=";", compare=False)  # the delimiter in force
 
-    @property
+    # Cached: the engine asks for both several times per statement on its hot path.
+    @functools.cached_property
     def keyword(self) -> str:
         """The statement's first word, upper-cased ("" if it starts with a symbol)."""
         m = _FIRST_WORD.match(self.sql)
         return m.group(1).upper() if m else ""
 
-    @property
+    @functools.cached_property
     def checksum(self) -> str:
         """sha256 of the statement text (what resume compares for completed statements)."""
         return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
