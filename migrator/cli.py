@@ -219,27 +219,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_driver(tls: bool) -> None:
-    """Import pymysql, without its optional `cryptography` dependency when TLS is on.
-
-    pymysql imports `cryptography` (~30 ms, a fifth of a no-op run's start-up) only to
-    RSA-encrypt a password for sha256_password / caching_sha2_password on a connection
-    WITHOUT TLS; over TLS it sends the password inside the verified channel and never
-    touches it. So with TLS on (the default) the CLI imports pymysql as if that optional
-    extra were not installed (pymysql handles its absence itself); with --insecure-no-tls,
-    or when either module is already loaded, it imports normally."""
-    if not tls or "pymysql" in sys.modules or "cryptography" in sys.modules:
-        return  # imported normally, with the engine
-    sys.modules["cryptography"] = None  # type: ignore[assignment]  # makes its import fail
-    try:
-        import pymysql  # noqa: F401  (imported for its side effect: loaded without it)
-    finally:
-        del sys.modules["cryptography"]  # anything else may still import it normally
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _import_driver(tls=not args.insecure_no_tls)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="migrate: %(message)s",
