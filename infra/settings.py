@@ -20,7 +20,7 @@ from typing import Any
 PROJECT_NAMESPACE = "appdb"
 
 # Keys whose values are structured (an object or a list, JSON in the engine's config); Pulumi.yaml
-# cannot declare them, so they are optional here and documented in docs/infrastructure.md.
+# cannot declare them, so they are optional here and documented in the README.
 STRUCTURED_KEYS = ("dbParameters", "existingSubnetIds")
 
 # The seed's parameter settings plus TLS-only connections, utf8mb4 (the MySQL 8 default
