@@ -58,6 +58,9 @@ class MigrateResult:
     applied: list[str]  # scripts applied in this run, in order
     current_version: str | None  # highest applied version after the run
     snapshot_id: str | None = None
+    # script -> checksum of every migration applied after the run (what `applied_checksums`
+    # would read back), so a caller needs no second connection and history read.
+    checksums: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -407,7 +410,9 @@ class Migrator:
         with self._session(locked=True) as (conn, history):
             a = self._assess(history, create=True)
             self._raise_for(a)
-            result = MigrateResult(applied=[], current_version=a.current_version)
+            result = MigrateResult(
+                applied=[], current_version=a.current_version, checksums=dict(a.applied)
+            )
             if not a.steps:
                 return result
             if self.options.snapshot is not None:
@@ -435,8 +440,9 @@ class Migrator:
                 deferred, started = self._apply(
                     conn, history, step, ranks[position], deferred, started, handover
                 )
-                result.applied.append(step.migration.script)
                 m = step.migration
+                result.applied.append(m.script)
+                result.checksums[m.script] = m.checksum
                 if m.version is not None and (highest is None or m.version_key > highest):
                     highest = m.version_key
                     result.current_version = m.version

@@ -27,6 +27,7 @@ def test_fresh_apply_then_idempotent_rerun(mariadb: MariaDBServer, database: str
         "V3__session_routines.sql",
     ]
     assert result.current_version == "3"
+    assert result.checksums == migrator.applied_checksums() == migrator.migrations.checksums()
     assert {"users", "user_sessions", "schema_history"} <= tables(mariadb, database)
     rows = history(mariadb, database)
     assert [(r[1], r[2]) for r in rows] == [("success", 1)] * 3
@@ -130,7 +131,11 @@ def test_repeatables_run_after_versioned_and_again_when_changed(
     write_migrations(
         location, {"R__view.sql": "CREATE OR REPLACE VIEW v AS SELECT x, 1 AS y FROM a;"}
     )
-    assert migrator_for(mariadb, database, location).migrate().applied == ["R__view.sql"]
+    rerun = migrator_for(mariadb, database, location)
+    result = rerun.migrate()
+    assert result.applied == ["R__view.sql"]
+    # The run reports history as it now stands: the view's new checksum, V1's unchanged one.
+    assert result.checksums == rerun.applied_checksums() == rerun.migrations.checksums()
     columns = query(
         mariadb,
         database,

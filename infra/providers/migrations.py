@@ -271,12 +271,11 @@ def _migrate(props: dict[str, Any]) -> dict[str, Any]:
     options = _options(props)
 
     def run(settings: ConnectionSettings) -> dict[str, Any]:
-        engine = Migrator(settings, migrations, options)
-        result = engine.migrate()
-        applied = engine.applied_checksums()
+        # One connection and one history read: the run reports what history now holds.
+        result = Migrator(settings, migrations, options).migrate()
         return {
-            "applied": applied,
-            "applied_version": result.current_version or highest_version(applied),
+            "applied": result.checksums,
+            "applied_version": result.current_version or highest_version(result.checksums),
         }
 
     return {**_inputs(props), **_with_current_secret(props, run)}
