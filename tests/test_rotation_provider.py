@@ -99,6 +99,23 @@ def test_master_provider_failure_is_one_readable_secret_free_message(mariadb, ma
     assert can_login(mariadb, master["user"], PASSWORD_1)
 
 
+def test_users_provider_engine_errors_are_one_readable_message(mariadb, master):
+    # The master secret is read with the migration engine's reader: its SecretError (and the
+    # engine's ConnectionFailed) must surface like rotation's own errors, not as a traceback.
+    master["app"], master["readonly"] = create_secret(), create_secret()
+    provider = ApplicationUsersProvider()
+    props = {
+        **users_props(mariadb, master, "2026-01", "gone_"),
+        "master_secret_arn": master["arn"] + "-deleted",
+    }
+    with pytest.raises(CredentialRotationError) as failure:
+        provider.create(props)
+    message = str(failure.value)
+    assert message.startswith("application users: secret ") and "not found" in message
+    assert master["password"] not in message
+    assert failure.value.__cause__ is None and failure.value.__suppress_context__
+
+
 def test_master_provider_publishes_a_new_endpoint_without_rotating(mariadb, master):
     provider = MasterPasswordRotationProvider()
     props = master_props(mariadb, master, "2026-01", PASSWORD_1)

@@ -34,6 +34,7 @@ from infra.providers.inputs import (
     port_failures,
     required_string_failures,
 )
+from migrator.errors import MigrationError
 from rotation.app_users import (
     ApplicationUsers as ApplicationUsersRequest,
 )
@@ -56,9 +57,11 @@ class CredentialRotationError(Exception):
 
 
 def _readable(what: str, action: Callable[[], T]) -> T:
+    # Rotation reads secrets and connects through `migrator` (secrets, connection), whose
+    # errors are secret-free too: SecretError, ConnectionFailed, AuthenticationFailed.
     try:
         return action()
-    except RotationError as error:
+    except (RotationError, MigrationError) as error:
         raise CredentialRotationError(f"{what}: {error}") from None
 
 
