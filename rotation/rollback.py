@@ -18,7 +18,13 @@ from dataclasses import dataclass
 
 import pymysql
 
-from rotation.database import AuthenticationFailed, ConnectionFailed, connect_as, parse
+from rotation.database import (
+    AuthenticationFailed,
+    ConnectionFailed,
+    connect_as,
+    parse,
+    probe_login,
+)
 from rotation.errors import RotationError, RotationFailed
 from rotation.master import set_own_password
 from rotation.secret_store import CURRENT, PREVIOUS, SecretStore, SecretVersion
@@ -48,7 +54,7 @@ def _test_login(
 ) -> None:
     credentials = parse(secret_arn, version.value)
     try:
-        probe = connect_as(
+        probe_login(
             credentials,
             database=credentials.dbname or "",
             ca_bundle=ca_bundle,
@@ -59,7 +65,6 @@ def _test_login(
             f"rollback of {secret_arn}: the AWSPREVIOUS credentials do not log in ({exc}); "
             "AWSCURRENT was left where it is"
         ) from None
-    probe.close()
 
 
 def _test_and_flip_back(
@@ -96,10 +101,16 @@ def rollback_master(
         connect_deadline=connect_deadline,
     )
     try:
-        session = connect(now)
-    except AuthenticationFailed:
-        # The database may already have the previous password (a half-done rollback).
-        session = connect(before)
+        try:
+            session = connect(now)
+        except AuthenticationFailed:
+            # The database may already have the previous password (a half-done rollback).
+            session = connect(before)
+    except ConnectionFailed as exc:
+        raise RotationFailed(
+            f"rollback of {secret_arn}: cannot connect with the AWSCURRENT or the AWSPREVIOUS "
+            f"password ({exc}); nothing was changed"
+        ) from None
     try:
         with session.cursor() as cursor:
             set_own_password(cursor, before.password)

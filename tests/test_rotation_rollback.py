@@ -56,6 +56,28 @@ def test_master_rollback_without_a_previous_version_is_refused(mariadb, master):
         rollback_master(master["arn"], ca_bundle=str(mariadb.ca_path), connect_deadline=5)
 
 
+def test_master_rollback_refused_by_the_database_is_one_readable_message(mariadb, master):
+    rotate_master(
+        MasterRotation(
+            secret_arn=master["arn"], new_password=ROTATED, rotation="r1",
+            ca_bundle=str(mariadb.ca_path), connect_deadline=5, test_deadline=1,
+        )
+    )  # fmt: skip
+    unknown = "Neither-secret.knows~this+one"
+    root = mariadb.root_connection()
+    try:
+        with root.cursor() as cur:
+            cur.execute("ALTER USER %s@'%%' IDENTIFIED BY %s", (master["user"], unknown))
+    finally:
+        root.close()
+    with pytest.raises(RotationError, match="nothing was changed") as failure:
+        rollback_master(master["arn"], ca_bundle=str(mariadb.ca_path), connect_deadline=5)
+    message = str(failure.value)
+    assert ROTATED not in message and master["password"] not in message
+    assert unknown not in message
+    assert value(master["arn"])["password"] == ROTATED  # AWSCURRENT not moved
+
+
 def test_role_rollback_flips_to_the_previous_account_without_sql(mariadb, master):
     app_arn = create_secret()
 
