@@ -116,7 +116,7 @@ def read_application_users(request: ApplicationUsers) -> dict[str, RoleState]:
         for role, endpoint in request.roles.items():
             with session.cursor() as cursor:
                 grants = _grant_lines(cursor, role, request.account_prefix)
-            states[role] = _role_state(store, endpoint, role, grants)
+            states[role] = _role_state(role, store.read(endpoint.secret_arn, CURRENT), grants)
         return states
     finally:
         session.close()
@@ -156,28 +156,25 @@ def _apply_role(
     privileges = request.privileges[role]
     current = store.read(endpoint.secret_arn, CURRENT)
     token, staged = claim_version(store, endpoint.secret_arn, token_parts(request, role))
-    rotated = False
-    if staged is None or CURRENT not in staged.stages:
-        _rotate_role(request, store, session, role, current, token, staged)
-        rotated = True
+    rotated = staged is None or CURRENT not in staged.stages
+    if rotated:
+        current = _rotate_role(request, store, session, role, current, token, staged)
     with session.cursor() as cursor:
         # Drift repair on every account of the role, active or not.
         for user in users_for(role, request.account_prefix):
             if read_grants(cursor, user) is not None:
                 repair_grants(cursor, user, request.schema, privileges)
         grants = _grant_lines(cursor, role, request.account_prefix)
-    return _role_state(store, endpoint, role, grants, rotated)
+    return _role_state(role, current, grants, rotated)
 
 
 def _role_state(
-    store: SecretStore,
-    endpoint: RoleEndpoint,
     role: str,
+    current: SecretVersion | None,
     grants: dict[str, list[str] | None],
     rotated: bool = False,
 ) -> RoleState:
-    """The role as its secret's AWSCURRENT version names it now, with its accounts' grants."""
-    current = store.read(endpoint.secret_arn, CURRENT)
+    """The role as its secret's AWSCURRENT version names it, with its accounts' grants."""
     return RoleState(
         role,
         current.value.get("username") if current else None,
@@ -195,7 +192,8 @@ def _rotate_role(
     current: SecretVersion | None,
     token: str,
     staged: SecretVersion | None,
-) -> None:
+) -> SecretVersion:
+    """Rotate the role to the version `token`; returns that version, now AWSCURRENT."""
     endpoint = request.roles[role]
     active = current.value.get("username") if current else None
     first, second = users_for(role, request.account_prefix)
@@ -226,6 +224,7 @@ def _rotate_role(
     if staged is None and current is None:
         store.stage_pending(endpoint.secret_arn, token, value)
     store.promote(endpoint.secret_arn, token)
+    return SecretVersion(token, (CURRENT,), staged.value if staged is not None else value)
 
 
 def _set_account(

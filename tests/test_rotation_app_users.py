@@ -137,6 +137,9 @@ def test_rotation_alternates_and_previous_account_keeps_working(env):
     states = apply_application_users(users_request(env, "r2"))
     second = value(env["app_arn"])
     assert states["app"].active_user == second["username"] == f"{p}app_b"
+    assert [states["app"].version_id] == [
+        v for v, labels in stages(env["app_arn"]).items() if "AWSCURRENT" in labels
+    ]
     assert value(env["app_arn"], "AWSPREVIOUS") == first
     login(env, first).close()  # the previous account still works
     login(env, second).close()
