@@ -75,10 +75,12 @@ class SecretStore:
         return {v: list(s) for v, s in described.get("VersionIdsToStages", {}).items() if s}
 
     def version_with(self, secret_arn: str, stage: str) -> str | None:
-        for version_id, stages in self.stages(secret_arn).items():
-            if stage in stages:
-                return version_id
-        return None
+        return self.versions_with(secret_arn, stage)[0]
+
+    def versions_with(self, secret_arn: str, *stages: str) -> list[str | None]:
+        """The version holding each of `stages` (None: none does), from one describe call."""
+        labelled = self.stages(secret_arn)
+        return [next((v for v, s in labelled.items() if stage in s), None) for stage in stages]
 
     def read(
         self, secret_arn: str, stage: str = CURRENT, version_id: str | None = None

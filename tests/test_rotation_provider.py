@@ -74,6 +74,11 @@ def test_master_provider_rotates_on_a_new_value_only(mariadb, master):
     assert value(master["arn"], "AWSPREVIOUS")["password"] == PASSWORD_1
     assert provider.diff(created.id, updated, second).changes is False
     assert PASSWORD_2 not in json.dumps(updated)
+    # A refresh reads both labels back and leaves nothing for the next preview to change.
+    refreshed = dict(provider.read(created.id, updated).outs or {})
+    assert refreshed["version_id"] == updated["version_id"]
+    assert refreshed["previous_version_id"] == outs["version_id"]
+    assert provider.diff(created.id, refreshed, second).changes is False
 
 
 def test_master_provider_failure_is_one_readable_secret_free_message(mariadb, master):

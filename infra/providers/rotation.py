@@ -115,6 +115,12 @@ def _master_outputs(props: Mapping[str, Any], version_id: str, previous: str | N
     }
 
 
+def _current_and_previous(props: Mapping[str, Any]) -> list[str | None]:
+    """The master secret's AWSCURRENT and AWSPREVIOUS version ids (one describe call)."""
+    store = SecretStore(str(props["region"]))
+    return store.versions_with(str(props["secret_arn"]), CURRENT, PREVIOUS)
+
+
 class MasterPasswordRotationProvider(dynamic.ResourceProvider):
     """Rotates the master password (rotation.master). Holds no state: see the module docstring."""
 
@@ -147,24 +153,16 @@ class MasterPasswordRotationProvider(dynamic.ResourceProvider):
             update_endpoint(
                 str(news["secret_arn"]), str(news["host"]), int(news["port"]), str(news["region"])
             )
-            store = SecretStore(str(news["region"]))
-            arn = str(news["secret_arn"])
-            return _master_outputs(
-                news, str(store.version_with(arn, CURRENT)), store.version_with(arn, PREVIOUS)
-            )
+            current, previous = _current_and_previous(news)
+            return _master_outputs(news, str(current), previous)
 
         return dynamic.UpdateResult(outs=_readable("master password rotation", apply))
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
         def current() -> dict[str, Any]:
-            store = SecretStore(str(props["region"]))
-            arn = str(props["secret_arn"])
             # A rollback to AWSPREVIOUS (docs/rotation.md) shows up here as another version.
-            return {
-                **props,
-                "version_id": store.version_with(arn, CURRENT),
-                "previous_version_id": store.version_with(arn, PREVIOUS),
-            }
+            version_id, previous = _current_and_previous(props)
+            return {**props, "version_id": version_id, "previous_version_id": previous}
 
         return dynamic.ReadResult(id_, _readable("master password rotation", current))
 
