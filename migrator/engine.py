@@ -121,14 +121,17 @@ def _interrupted_message(row: HistoryRow, statements: list[Statement] | None) ->
     )
 
 
+def latest_rows(rows: list[HistoryRow]) -> dict[str, HistoryRow]:
+    """Each script's latest history row (rows come in installed_rank order)."""
+    return {row.script: row for row in rows}
+
+
 def assess(
     rows: list[HistoryRow], migrations: MigrationSet, options: MigrationOptions
 ) -> Assessment:
     """Compare files with history (one read) and decide what to apply; pure, no I/O but files."""
     a = Assessment()
-    latest: dict[str, HistoryRow] = {}
-    for row in rows:
-        latest[row.script] = row
+    latest = latest_rows(rows)
     applied_versions: dict[tuple[int, ...], str] = {}
     highest: tuple[tuple[int, ...], str] | None = None
     for row in latest.values():
@@ -686,12 +689,8 @@ class Migrator:
             raise MigrationError(f"unknown repair action {action!r}")
         messages: list[str] = []
         with self._session(locked=True) as (_, history):
-            rows = history.read(create=False)
-            latest: dict[str, HistoryRow] = {}
-            for row in rows:
-                latest[row.script] = row
             files = self.migrations.by_script
-            for row in latest.values():
+            for row in latest_rows(history.read(create=False)).values():
                 m = files.get(row.script)
                 if action == "realign-checksums":
                     if row.state == SUCCESS and m is not None and m.checksum != row.checksum:
