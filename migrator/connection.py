@@ -95,7 +95,7 @@ def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
 
 
 def _attempt(
-    settings: ConnectionSettings, multi_statements: bool
+    settings: ConnectionSettings, context: ssl.SSLContext | None, multi_statements: bool
 ) -> pymysql.connections.Connection:
     options: dict[str, object] = {
         "host": settings.host,
@@ -109,8 +109,8 @@ def _attempt(
     }
     if multi_statements:
         options["client_flag"] = CLIENT.MULTI_STATEMENTS
-    if settings.tls:
-        options["ssl"] = tls_context(settings.ca_bundle)
+    if context is not None:
+        options["ssl"] = context
     else:
         # Without this pymysql silently "prefers" TLS; the opt-out means no TLS at all.
         options["ssl_disabled"] = True
@@ -133,15 +133,18 @@ def connect(
 
     `multi_statements` lets one packet carry several statements (the mysql client's default);
     the engine uses it to send each history write with the statement it announces."""
-    if settings.tls and settings.ca_bundle:
+    context = None
+    if settings.tls:
+        # Built once for every attempt. A missing, unreadable or non-PEM bundle (ssl.SSLError
+        # is an OSError) is a ConnectionFailed naming the file, before any attempt.
         try:
-            with open(settings.ca_bundle, "rb"):
-                pass
+            context = tls_context(settings.ca_bundle)
         except OSError as exc:
             raise ConnectionFailed(
-                f"cannot read CA bundle {settings.ca_bundle}: {exc.strerror}"
+                f"cannot read CA bundle {settings.ca_bundle or '(system trust store)'}: "
+                f"{exc.strerror or exc}"
             ) from None
-    if not settings.tls:
+    else:
         log.warning(
             "TLS is OFF for %s: credentials and data travel in clear text "
             "(explicit opt-out, local servers only)",
@@ -153,7 +156,7 @@ def connect(
     while True:
         attempts += 1
         try:
-            return _attempt(settings, multi_statements)
+            return _attempt(settings, context, multi_statements)
         except pymysql.err.MySQLError as exc:
             code = exc.args[0] if exc.args else 0
             reason = _describe(exc)

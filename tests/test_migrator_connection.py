@@ -43,6 +43,24 @@ def test_untrusted_server_certificate_is_refused_without_retrying(
     assert mariadb.admin_password not in message
 
 
+@pytest.mark.parametrize("content", [None, "<html>Not Found</html>\n"])
+def test_unusable_ca_bundle_is_connection_failed_naming_it(
+    mariadb: MariaDBServer, database: str, tmp_path: Path, content: str | None
+) -> None:
+    # Missing, or not PEM (e.g. an error page saved in place of RDS's bundle): one
+    # ConnectionFailed naming the file, before any attempt, rather than a raw ssl.SSLError.
+    bundle = tmp_path / "global-bundle.pem"
+    if content is not None:
+        bundle.write_text(content)
+    settings = settings_for(mariadb, database, ca_bundle=str(bundle), connect_deadline=30.0)
+    started = time.monotonic()
+    with pytest.raises(ConnectionFailed, match=f"cannot read CA bundle {bundle}: ") as caught:
+        connect(settings)
+    assert time.monotonic() - started < 5
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert mariadb.admin_password not in str(caught.value)
+
+
 def test_unreachable_host_retries_until_the_deadline_then_names_it() -> None:
     port = free_port()  # nothing listens here
     settings = settings_for_closed_port(port, deadline=1.5)
