@@ -159,12 +159,17 @@ def _apply_role(
     rotated = staged is None or CURRENT not in staged.stages
     if rotated:
         current = _rotate_role(request, store, session, role, current, token, staged)
+    grants: dict[str, list[str] | None] = {}
     with session.cursor() as cursor:
-        # Drift repair on every account of the role, active or not.
+        # Drift repair on every account of the role, active or not: one SHOW GRANTS per
+        # account, and a second only where statements were run.
         for user in users_for(role, request.account_prefix):
-            if read_grants(cursor, user) is not None:
-                repair_grants(cursor, user, request.schema, privileges)
-        grants = _grant_lines(cursor, role, request.account_prefix)
+            actual = read_grants(cursor, user)
+            if actual is not None and repair_grants(
+                cursor, user, request.schema, privileges, actual
+            ):
+                actual = read_grants(cursor, user)
+            grants[user] = actual.describe() if actual is not None else None
     return _role_state(role, current, grants, rotated)
 
 

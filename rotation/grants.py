@@ -148,10 +148,16 @@ def repair_statements(user: str, actual: Grants, desired: Grants) -> list[str]:
 
 
 def repair_grants(
-    cursor: pymysql.cursors.Cursor, user: str, schema: str, privileges: Sequence[str]
+    cursor: pymysql.cursors.Cursor,
+    user: str,
+    schema: str,
+    privileges: Sequence[str],
+    actual: Grants | None = None,
 ) -> list[str]:
-    """Bring the account's grants to exactly `privileges` on `schema`; returns what was run."""
-    actual = read_grants(cursor, user)
+    """Bring the account's grants to exactly `privileges` on `schema`; returns what was run.
+    `actual`: the account's grants if the caller has just read them (else they are read)."""
+    if actual is None:
+        actual = read_grants(cursor, user)
     if actual is None:
         raise LookupError(f"database user {user!r} does not exist")
     statements = repair_statements(user, actual, desired_grants(schema, privileges))
