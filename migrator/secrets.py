@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from migrator.errors import SecretError
 
@@ -38,6 +40,11 @@ def parse_database_secret(secret_arn: str, secret_string: str) -> DatabaseSecret
         ) from None
     if not isinstance(data, dict):
         raise SecretError(f"secret {secret_arn}: value is JSON but not an object")
+    return database_secret_from(secret_arn, data)
+
+
+def database_secret_from(secret_arn: str, data: Mapping[str, Any]) -> DatabaseSecret:
+    """The secret's already-decoded value; errors name the ARN and the key, never a value."""
     missing = [k for k in REQUIRED_KEYS if not data.get(k)]
     if missing:
         raise SecretError(f"secret {secret_arn}: missing key(s) {', '.join(missing)}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +10,7 @@ import pymysql
 
 from migrator.connection import ConnectionSettings, connect
 from migrator.errors import AuthenticationFailed, ConnectionFailed, SecretError
-from migrator.secrets import DatabaseSecret, parse_database_secret
+from migrator.secrets import DatabaseSecret, database_secret_from
 from rotation.errors import RotationError
 
 __all__ = [
@@ -27,7 +26,7 @@ __all__ = [
 def parse(secret_arn: str, value: dict[str, Any]) -> DatabaseSecret:
     """The RDS secret shape, validated by the engine's parser (errors never echo the value)."""
     try:
-        return parse_database_secret(secret_arn, json.dumps(value))
+        return database_secret_from(secret_arn, value)
     except SecretError as exc:
         raise RotationError(str(exc)) from None
 
