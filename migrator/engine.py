@@ -360,6 +360,14 @@ class Migrator:
                     # The lock dies with the connection anyway.
                     with contextlib.suppress(pymysql.err.MySQLError):
                         lock.release(conn, self.lock_name)
+        except pymysql.err.MySQLError as exc:
+            # A server error outside a migration's statements (session setup, lock, history
+            # read or write; statements' own errors are StatementFailed): one readable
+            # MigrationError for the CLI and the provider, never a raw pymysql traceback.
+            raise MigrationError(
+                f"database {self.settings.database!r} on {self.settings.address}: "
+                f"{_server_error(exc)}"
+            ) from None
         finally:
             if conn.open:
                 conn.close()

@@ -14,7 +14,7 @@ from migrator_support import (
     write_migrations,
 )
 
-from migrator.errors import ValidationError
+from migrator.errors import MigrationError, ValidationError
 from standins.mariadb import MariaDBServer
 
 
@@ -258,3 +258,19 @@ def test_per_run_overhead_does_not_grow_with_history(
     # RELEASE_LOCK (and nothing per applied migration).
     assert noop <= 6
     assert one_more - noop <= 3  # the statement, its history INSERT and success UPDATE
+
+
+def test_server_error_outside_a_statement_is_one_migration_error(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    # A history table of another shape: the history read fails on the server. That is
+    # reported like every other engine failure (one MigrationError), not as a raw pymysql
+    # error that the CLI and the provider would show as a traceback.
+    query(mariadb, database, "CREATE TABLE schema_history (id INT)")
+    location = write_migrations(tmp_path, {"V1__a.sql": "CREATE TABLE a (x INT);"})
+    migrator = migrator_for(mariadb, database, location)
+    with pytest.raises(MigrationError, match=r"server error 1054: Unknown column") as caught:
+        migrator.migrate()
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert mariadb.admin_password not in str(caught.value)
+    assert "a" not in tables(mariadb, database)  # nothing applied
