@@ -103,6 +103,8 @@ def apply_application_users(request: ApplicationUsers) -> dict[str, RoleState]:
     session = _master_session(request)
     try:
         return {role: _apply_role(request, store, session, role) for role in request.roles}
+    except pymysql.err.MySQLError as exc:
+        raise _server_refused(exc) from None
     finally:
         session.close()
 
@@ -118,8 +120,20 @@ def read_application_users(request: ApplicationUsers) -> dict[str, RoleState]:
                 grants = _grant_lines(cursor, role, request.account_prefix)
             states[role] = _role_state(role, store.read(endpoint.secret_arn, CURRENT), grants)
         return states
+    except pymysql.err.MySQLError as exc:
+        raise _server_refused(exc) from None
     finally:
         session.close()
+
+
+def _server_refused(exc: pymysql.err.MySQLError) -> RotationFailed:
+    # Statements are parameterised, so the server's message never quotes a password.
+    code, message = (exc.args[0], exc.args[1]) if len(exc.args) >= 2 else ("?", str(exc))
+    return RotationFailed(
+        f"application users: the server refused a statement (error {code}: {message}). "
+        "A role whose secret was not flipped keeps its working account; fix the cause and "
+        "re-run (a staged rotation resumes)."
+    )
 
 
 def _master_session(request: ApplicationUsers) -> pymysql.connections.Connection:

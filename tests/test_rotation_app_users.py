@@ -153,6 +153,23 @@ def test_rotation_alternates_and_previous_account_keeps_working(env):
     assert refused.value.args[0] == ER_ACCESS_DENIED
 
 
+def test_a_refused_statement_is_one_readable_rotation_failure(env):
+    master = value(env["master_arn"])
+    root = env["mariadb"].root_connection()
+    try:
+        with root.cursor() as cur:
+            # Neither CREATE USER nor INSERT (on mysql.*): CREATE USER is refused.
+            cur.execute("REVOKE CREATE USER, INSERT ON *.* FROM %s@'%%'", (master["username"],))
+    finally:
+        root.close()
+    with pytest.raises(RotationFailed, match=r"refused a statement \(error 1227") as caught:
+        apply_application_users(users_request(env, "r1"))
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert master["password"] not in str(caught.value)
+    described = boto3.client("secretsmanager").describe_secret(SecretId=env["app_arn"])
+    assert not described.get("VersionIdsToStages")  # the empty secret got no value
+
+
 def test_same_rotation_value_twice_does_nothing(env):
     apply_application_users(users_request(env, "r1"))
     before = (stages(env["app_arn"]), value(env["app_arn"]), value(env["readonly_arn"]))
