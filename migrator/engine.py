@@ -402,8 +402,15 @@ class Migrator:
         return a.steps
 
     def applied_checksums(self) -> dict[str, str]:
+        """script -> checksum of every applied migration, from history alone: unlike a full
+        assessment this reads and splits no file (it serves `pulumi refresh`)."""
         with self._session(locked=False) as (_, history):
-            return dict(self._assess(history, create=False).applied)
+            rows = history.read(create=False)
+        return {
+            script: row.checksum
+            for script, row in latest_rows(rows).items()
+            if row.state == SUCCESS
+        }
 
     @staticmethod
     def _raise_for(a: Assessment) -> None:
