@@ -1,15 +1,16 @@
 """The migration engine: validate files against history, then apply what is pending.
 
-One run = one connection, one named lock, one history read. Every statement is preceded by
-a history row that says the migration is in progress (statements_done = k) and followed by
-an update, so history never claims success for work that did not finish. See
-docs/migrations.md for the contract.
+One run = one connection, one named lock, one history read. The server commits a history
+row saying statements 1..k are done before it runs statement k+1 (the writes travel in the
+migration's packet, between its statements), so history never claims success for work that
+did not finish. See docs/migrations.md for the contract.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,6 +52,11 @@ class MigrationOptions:
     snapshot: SnapshotSettings | None = None  # optional pre-migration RDS snapshot
     statement_retries: int = 4  # extra attempts of a statement after a lock wait timeout
     statement_retry_backoff: float = 1.0  # seconds before the first retry; doubles each time
+    # Session wait_timeout: if this process's host vanishes without closing the connection,
+    # the server drops the silent session, and the migration lock with it, after this long
+    # (rather than the server's default of 8 hours). Idle gaps longer than this (waiting for
+    # a snapshot) are covered by pings.
+    idle_timeout_seconds: int = 300
 
 
 @dataclass
@@ -317,8 +323,35 @@ class _Progress:
             self.switched_schema = True
 
 
+# Statement text per packet (history writes aside): far below max_allowed_packet (16 MiB on
+# MariaDB, 64 MiB on RDS MySQL 8) even at 4 bytes a character.
+_PACKET_BYTES = 1 << 20
+
+
 class _HistoryWriteFailed(Exception):
     """The history write sent ahead of a statement failed (so the statement did not run)."""
+
+
+@contextmanager
+def _kept_alive(conn: pymysql.connections.Connection, every: float) -> Iterator[None]:
+    """Ping the (otherwise unused) connection every `every` seconds from a thread, so a long
+    wait outside the database does not reach the session's wait_timeout."""
+    stop = threading.Event()
+
+    def ping() -> None:
+        while not stop.wait(every):
+            try:
+                conn.ping(reconnect=False)
+            except pymysql.err.Error:
+                return  # gone: the next statement reports it
+
+    pinger = threading.Thread(target=ping, name="migrator-keepalive", daemon=True)
+    pinger.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        pinger.join()
 
 
 def _server_error(exc: pymysql.err.MySQLError) -> str:
@@ -348,8 +381,9 @@ class Migrator:
             with conn.cursor() as cur:
                 wait = int(self.options.statement_lock_wait_seconds)
                 cur.execute(
-                    "SET SESSION lock_wait_timeout = %s, innodb_lock_wait_timeout = %s",
-                    (wait, wait),
+                    "SET SESSION lock_wait_timeout = %s, innodb_lock_wait_timeout = %s, "
+                    "wait_timeout = %s",
+                    (wait, wait, int(self.options.idle_timeout_seconds)),
                 )
             if locked:
                 lock.acquire(conn, self.lock_name, self.options.lock_wait_seconds)
@@ -439,9 +473,10 @@ class Migrator:
                     key=lambda m: m.version_key,
                     default=None,
                 )
-                result.snapshot_id = create_pre_migration_snapshot(
-                    self.options.snapshot, target.version if target else a.current_version
-                )
+                with _kept_alive(conn, self.options.idle_timeout_seconds / 3):
+                    result.snapshot_id = create_pre_migration_snapshot(
+                        self.options.snapshot, target.version if target else a.current_version
+                    )
                 log.info("snapshot %s is available", result.snapshot_id)
             highest = version_key(a.current_version) if a.current_version else None
             ranks = [
@@ -449,15 +484,8 @@ class Migrator:
                 for s in a.steps
             ]
             deferred: list[str] = []  # a success write still to send (see _apply)
-            started = False  # whether the previous packet already inserted this step's row
-            for position, step in enumerate(a.steps):
-                following = a.steps[position + 1] if position + 1 < len(a.steps) else None
-                handover = None
-                if following is not None and following.row is None and following.statements:
-                    handover = (ranks[position + 1], following)
-                deferred, started = self._apply(
-                    conn, history, step, ranks[position], deferred, started, handover
-                )
+            for step, rank in zip(a.steps, ranks, strict=True):
+                deferred = self._apply(conn, history, step, rank, deferred)
                 m = step.migration
                 result.applied.append(m.script)
                 result.checksums[m.script] = m.checksum
@@ -475,61 +503,59 @@ class Migrator:
         step: Step,
         rank: int,
         deferred: list[str],
-        started: bool,
-        handover: tuple[int, Step] | None,
-    ) -> tuple[list[str], bool]:
-        """Apply one migration. Packets are `[history writes;] statement[; trailer]`: the write
-        that says "statements 1..k done, k+1 in flight" goes in front of statement k+1; behind
-        the last statement goes the success write, combined with the INSERT of the next
-        migration's in_progress row (`handover`) into one statement. The server runs and
-        commits each write before going on and stops at the first error, so history is exact
-        whatever happens to this process, at one round trip per statement like the mysql
-        client. A statement that may return several results (CALL ...) gets no trailer: its
-        success write is returned, `deferred` to the next packet.
+    ) -> list[str]:
+        """Apply one migration, normally as ONE packet:
+        `start; stmt 1; done=1; stmt 2; done=2; ...; stmt n; success`.
+        Every history write sits between the statements it reports on; the server runs and
+        commits each in turn and stops at the first error, so history is exact whatever
+        happens to this process, at one round trip per migration (the mysql client needs one
+        per statement). A packet also ends after a statement that may return several results
+        (CALL, or a custom-delimiter body), whose results are read to the end, or at
+        _PACKET_BYTES; the migration goes on in the next packet, led by its progress write.
 
-        `started`: the previous migration's trailer already inserted this one's row.
-        Returns (deferred writes, whether the next migration's row was inserted)."""
+        Consequence, documented: a SIGKILLed migrator does not stop the server mid-file. It
+        finishes the packet it was sent, recording each statement, and stops at the migration
+        boundary: no spurious "interrupted" state to repair. What interrupts a statement is
+        the server losing the session (KILL, failover, crash), which `repair` resolves.
+
+        `deferred`: writes left over from the previous migration (its success write, when its
+        last statement could not carry one). Returns this migration's leftover writes."""
         m, statements = step.migration, step.statements
         total = len(statements)
         checksums = [st.checksum for st in statements]
         if step.row is None:
-            first = [] if started else [history.start_sql(rank, m, checksums)]
+            first = history.start_sql(rank, m, checksums)
             done_checksums: list[str] = []
         else:
-            first = [history.resume_sql(rank, m.checksum, checksums)]
+            first = history.resume_sql(rank, m.checksum, checksums)
             done_checksums = list(step.row.statement_checksums[: step.start])
             log.info("%s: resuming at statement %d", m.script, step.start + 1)
-        announce = [*deferred, *first]
+        announce = [*deferred, first]
         if total == step.start:
             for sql in announce:
                 history.write(sql)
-            return [history.finish_sql(rank, total)], False
+            return [history.finish_sql(rank, total)]
         progress = _Progress(committed=step.start, done_checksums=done_checksums)
         finish: list[str] = []
         cur = conn.cursor()
         index = step.start
-        closes = False
         while index < total:
-            # One statement per packet: if this process dies, the server stops at the
-            # statement in flight rather than running on through a queued batch.
-            end = index + 1
             parts: list[tuple[int | None, str]] = [(None, sql) for sql in announce]
-            parts.append((index, statements[index].sql))
+            size = sum(len(sql) for sql in announce)
+            end = index
+            while end < total:
+                if end > index:
+                    if size + len(statements[end].sql) > _PACKET_BYTES:
+                        break
+                    parts.append((None, history.statement_done_sql(rank, end)))
+                parts.append((end, statements[end].sql))
+                size += len(statements[end].sql)
+                end += 1
+                if not _single_result(statements[end - 1]):
+                    break  # its results are read to the end: nothing may follow it
             closes = end == total and _single_result(statements[-1])
             if closes:
-                if handover is not None:
-                    next_rank, next_step = handover
-                    trailer = history.finish_and_start_sql(
-                        rank,
-                        m,
-                        checksums,
-                        next_rank,
-                        next_step.migration,
-                        [st.checksum for st in next_step.statements],
-                    )
-                else:
-                    trailer = history.finish_sql(rank, total)
-                parts.append((None, trailer))
+                parts.append((None, history.finish_sql(rank, total)))
             try:
                 failed = self._send(
                     conn, cur, parts, lambda j: progress.completed(conn, statements[j])
@@ -557,6 +583,7 @@ class Migrator:
                     )
                 progress.completed(conn, statements[j])
                 closes = False
+                end = j + 1  # the server ran nothing after the failed statement
             index = end
             if index < total:
                 announce = [history.statement_done_sql(rank, index)]
@@ -573,7 +600,7 @@ class Migrator:
             if progress.switched_schema:
                 conn.select_db(self.settings.database)
         log.info("%s: applied %d statement(s)", m.script, total - step.start)
-        return finish, bool(closes and handover is not None)
+        return finish
 
     @staticmethod
     def _send(

@@ -4,9 +4,10 @@ to by its qualified name so a script's `USE other` cannot move it.
 One row per application of a migration. Its `state` walks in_progress -> success | failed;
 `statements_done` counts the statements known complete and `statement_checksums` holds the
 sha256 of every statement as sent (the first `statements_done` of them completed), so a
-failed migration can resume at the failed statement once fixed. The row says
-`in_progress` with statements_done = k BEFORE statement k+1 is sent, and is updated after it
-completes, so a killed run leaves exactly one in-flight statement to resolve (`repair`).
+failed migration can resume at the failed statement once fixed. The server commits
+`in_progress` with statements_done = k BEFORE it runs statement k+1 (the write travels in the
+same packet, just ahead of it), so a session lost mid-migration leaves exactly one in-flight
+statement to resolve (`repair`).
 """
 
 from __future__ import annotations
@@ -94,7 +95,6 @@ class History:
         self.installed_by = installed_by[:100]
         self.cursor = conn.cursor()
         self.next_rank = 1
-        self._identities: dict[str, str] = {}
 
     def read(self, create: bool = True) -> list[HistoryRow]:
         """Every row in rank order: the run's one history read (creates the table if absent)."""
@@ -144,64 +144,24 @@ class History:
     def start_sql(self, rank: int, m: Migration, statement_checksums: list[str]) -> str:
         """INSERT of an in_progress row. It records the checksum of every statement as sent,
         so `statements_done` alone says which ones completed."""
-        return self._insert_sql([(rank, m, statement_checksums, IN_PROGRESS, 0)])
-
-    def finish_and_start_sql(
-        self,
-        rank: int,
-        m: Migration,
-        statement_checksums: list[str],
-        next_rank: int,
-        next_m: Migration,
-        next_checksums: list[str],
-    ) -> str:
-        """One statement that marks row `rank` a success and inserts the next migration's
-        in_progress row (it exists already, so only the UPDATE clause applies to it)."""
-        done = len(statement_checksums)
-        return (
-            self._insert_sql(
-                [
-                    (rank, m, statement_checksums, SUCCESS, done),
-                    (next_rank, next_m, next_checksums, IN_PROGRESS, 0),
-                ]
+        identity = ", ".join(
+            self.conn.escape(value)
+            for value in (
+                m.version,
+                m.description[:200],
+                m.kind,
+                m.script,
+                m.checksum,
+                self.installed_by,
             )
-            + f" ON DUPLICATE KEY UPDATE state='{SUCCESS}', success=1, "
-            f"statements_done={int(done)}, execution_time={_ELAPSED_MS}, error=NULL"
         )
-
-    def _insert_sql(self, rows: list[tuple[int, Migration, list[str], str, int]]) -> str:
-        values = []
-        for rank, m, checksums, state, done in rows:
-            # Checksums are hex digits and spaces and the state a constant: no escaping needed.
-            values.append(
-                f"({int(rank)}, {self._identity(m)}, '{state}', {1 if state == SUCCESS else 0}, "
-                f"{len(checksums)}, {int(done)}, '{_joined(checksums)}')"
-            )
+        # Checksums are hex digits and spaces, the state a constant: no escaping needed.
         return (
             f"INSERT INTO {self.table} (installed_rank, version, description, type, script, "
             "checksum, installed_by, state, success, statements_total, statements_done, "
-            "statement_checksums) VALUES " + ", ".join(values)
+            f"statement_checksums) VALUES ({int(rank)}, {identity}, '{IN_PROGRESS}', 0, "
+            f"{len(statement_checksums)}, 0, '{_joined(statement_checksums)}')"
         )
-
-    def _identity(self, m: Migration) -> str:
-        """The escaped (version, ..., installed_by) literals of a migration's row, built once
-        per migration (a run writes them twice: the in_progress INSERT and the success one)."""
-        literal = self._identities.get(m.script)
-        if literal is None:
-            escape = self.conn.escape
-            literal = ", ".join(
-                escape(value)
-                for value in (
-                    m.version,
-                    m.description[:200],
-                    m.kind,
-                    m.script,
-                    m.checksum,
-                    self.installed_by,
-                )
-            )
-            self._identities[m.script] = literal
-        return literal
 
     def resume_sql(self, rank: int, checksum: str, statement_checksums: list[str]) -> str:
         """A failed row goes back to in_progress with the fixed file's checksums (validation

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pymysql
 import pytest
 from migrator_support import (
     ROOT,
@@ -14,6 +15,7 @@ from migrator_support import (
     write_migrations,
 )
 
+from migrator import engine
 from migrator.errors import MigrationError, ValidationError
 from standins.mariadb import MariaDBServer
 
@@ -274,3 +276,52 @@ def test_server_error_outside_a_statement_is_one_migration_error(
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
     assert mariadb.admin_password not in str(caught.value)
     assert "a" not in tables(mariadb, database)  # nothing applied
+
+
+def _packets_of_run(
+    server: MariaDBServer, database: str, location: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """The SQL of every packet (COM_QUERY) the engine sends during one migrate()."""
+    sent: list[str] = []
+    original = pymysql.connections.Connection.query
+
+    def recording(self: pymysql.connections.Connection, sql: str, unbuffered: bool = False) -> int:
+        sent.append(sql)
+        return original(self, sql, unbuffered)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pymysql.connections.Connection, "query", recording)
+        migrator_for(server, database, location).migrate()
+    return sent
+
+
+def test_a_migration_travels_as_one_packet_unless_it_outgrows_the_cap(
+    mariadb: MariaDBServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {
+        f"V{n}__t{n}.sql": (
+            f"CREATE TABLE t{n} (id INT PRIMARY KEY);\n"
+            f"ALTER TABLE t{n} ADD COLUMN v INT;\n"
+            f"INSERT INTO t{n} VALUES (1, {n});\n"
+        )
+        for n in (1, 2, 3)
+    }
+    location = write_migrations(tmp_path, files)
+
+    def carrying_statements(packets: list[str]) -> list[str]:
+        return [p for p in packets if "TABLE t" in p or "INTO t" in p]
+
+    one = mariadb.create_database()
+    packets = carrying_statements(_packets_of_run(mariadb, one, location, monkeypatch))
+    assert len(packets) == 3  # one round trip per migration
+    assert all(p.count("statements_done=") == 3 for p in packets)  # 2 progress + success
+    assert query(mariadb, one, "SELECT id, v FROM t3") == [(1, 3)]
+
+    monkeypatch.setattr(engine, "_PACKET_BYTES", 1)  # every statement outgrows it
+    capped = mariadb.create_database()
+    packets = carrying_statements(_packets_of_run(mariadb, capped, location, monkeypatch))
+    assert len(packets) == 9  # each statement alone, its progress write in front
+    for database in (one, capped):
+        assert history(mariadb, database) == [
+            (f"V{n}__t{n}.sql", "success", 1, 3) for n in (1, 2, 3)
+        ]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from migrator_support import ROOT, history, migrator_for, query, tables, write_migrations
 
+from migrator import engine
 from migrator.errors import (
     InterruptedMigrationError,
     LockTimeoutError,
@@ -22,6 +23,7 @@ from migrator.errors import (
     ValidationError,
 )
 from migrator.lock import default_lock_name
+from migrator.snapshot import SnapshotSettings
 from standins.mariadb import MariaDBServer
 
 FAILING_V1 = (
@@ -233,40 +235,80 @@ def test_eight_racing_processes_apply_each_migration_exactly_once(
     assert [(r[1], r[2]) for r in history(mariadb, database)] == [("success", 1)] * 6
 
 
-def test_run_killed_mid_statement_is_reported_and_resolved_with_one_command(
-    mariadb: MariaDBServer, database: str, tmp_path: Path
-) -> None:
-    location = write_migrations(
-        tmp_path,
-        {
-            "V1__slow.sql": (
-                "CREATE TABLE before_kill (x INT);\n"
-                "-- a long statement\n"
-                "SELECT SLEEP(30);\n"
-                "CREATE TABLE after_kill (x INT);\n"
-            )
-        },
-    )
-    env = dict(os.environ, APPDB_MIGRATE_DSN=mariadb.dsn(database))
-    common = ("--locations", str(location), "--ca-bundle", str(mariadb.ca_path))
+SLOW_V1 = (
+    "CREATE TABLE before_kill (x INT);\n"
+    "-- a long statement\n"
+    "SELECT SLEEP({seconds});\n"
+    "CREATE TABLE after_kill (x INT);\n"
+)
+
+
+def _start_and_wait_for_the_long_statement(
+    mariadb: MariaDBServer, database: str, common: tuple[str, ...], env: dict[str, str]
+) -> subprocess.Popen[str]:
     victim = _cli("migrate", *common, env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             if history(mariadb, database) == [("V1__slow.sql", "in_progress", 0, 1)]:
-                break
+                time.sleep(0.3)  # let the SLEEP start on the server
+                return victim
         except Exception:
             pass
         time.sleep(0.05)
-    else:
-        victim.kill()
-        pytest.fail("the migration never reached its long statement")
-    time.sleep(0.3)  # let the SLEEP start on the server
+    victim.kill()
+    pytest.fail("the migration never reached its long statement")
+
+
+def test_a_killed_migrator_leaves_the_server_to_finish_the_file_and_history_exact(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(
+        tmp_path,
+        {"V1__slow.sql": SLOW_V1.format(seconds=3), "V2__next.sql": "CREATE TABLE next (x INT);"},
+    )
+    env = dict(os.environ, APPDB_MIGRATE_DSN=mariadb.dsn(database))
+    common = ("--locations", str(location), "--ca-bundle", str(mariadb.ca_path))
+    victim = _start_and_wait_for_the_long_statement(mariadb, database, common, env)
     os.kill(victim.pid, signal.SIGKILL)
     victim.communicate()
 
-    # History never claims success; the next run waits for the dead run's lock to be freed
-    # (it dies with the connection), then names the in-flight statement and the command.
+    # Right after the kill, history says statement 2 is in flight: the truth at that moment.
+    assert history(mariadb, database) == [("V1__slow.sql", "in_progress", 0, 1)]
+    assert "after_kill" not in tables(mariadb, database)
+    # The server finishes the packet it was sent, recording each statement, and only then
+    # drops the connection and its lock: the next run waits for it and needs no repair.
+    result = migrator_for(mariadb, database, location, lock_wait_seconds=20).migrate()
+    assert result.applied == ["V2__next.sql"]
+    assert {"before_kill", "after_kill", "next"} <= tables(mariadb, database)
+    assert history(mariadb, database) == [
+        ("V1__slow.sql", "success", 1, 3),
+        ("V2__next.sql", "success", 1, 1),
+    ]
+
+
+def test_a_session_lost_mid_statement_is_reported_and_resolved_with_one_command(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(tmp_path, {"V1__slow.sql": SLOW_V1.format(seconds=30)})
+    env = dict(os.environ, APPDB_MIGRATE_DSN=mariadb.dsn(database))
+    common = ("--locations", str(location), "--ca-bundle", str(mariadb.ca_path))
+    victim = _start_and_wait_for_the_long_statement(mariadb, database, common, env)
+    # The migrator's host dies and the server loses the session (failover, crash, or an
+    # operator's KILL: the documented way to stop a running migration).
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate()
+    [(session,)] = query(
+        mariadb,
+        database,
+        "SELECT id FROM information_schema.PROCESSLIST "
+        "WHERE info LIKE %s AND id <> CONNECTION_ID()",
+        ("%SLEEP(30)%",),
+    )
+    query(mariadb, database, f"KILL {int(session)}")
+
+    # History never claims success; the next run waits for the dead session's lock to be
+    # freed, then names the in-flight statement and the command.
     assert history(mariadb, database) == [("V1__slow.sql", "in_progress", 0, 1)]
     with pytest.raises(InterruptedMigrationError) as caught:
         migrator_for(mariadb, database, location, lock_wait_seconds=20).migrate()
@@ -287,6 +329,70 @@ def test_run_killed_mid_statement_is_reported_and_resolved_with_one_command(
     assert "applied V1__slow.sql" in out
     assert {"before_kill", "after_kill"} <= tables(mariadb, database)
     assert history(mariadb, database) == [("V1__slow.sql", "success", 1, 3)]
+
+
+def test_a_vanished_migrator_host_frees_the_lock_after_the_idle_timeout(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(
+        tmp_path,
+        {"V1__a.sql": "CREATE TABLE a (x INT);", "V2__b.sql": "CREATE TABLE b (x INT);"},
+    )
+    victim = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "vanishing_migrator.py"),
+            mariadb.host,
+            str(mariadb.port),
+            mariadb.admin_password,
+            str(mariadb.ca_path),
+            database,
+            str(location),
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not _stopped(victim.pid):
+            assert time.monotonic() < deadline, "the victim never reached V2"
+            time.sleep(0.05)
+        started = time.monotonic()
+        result = migrator_for(mariadb, database, location, lock_wait_seconds=30).migrate()
+        waited = time.monotonic() - started
+    finally:
+        victim.kill()
+        victim.wait()
+    assert result.applied == ["V2__b.sql"]
+    assert 1.5 < waited < 15, waited  # freed by the 2 s idle timeout, not after hours
+    assert history(mariadb, database) == [
+        ("V1__a.sql", "success", 1, 1),
+        ("V2__b.sql", "success", 1, 1),
+    ]
+
+
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_long_snapshot_wait_keeps_the_idle_session_alive(
+    mariadb: MariaDBServer, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    location = write_migrations(tmp_path, {"V1__a.sql": "CREATE TABLE a (x INT);"})
+
+    def slow_snapshot(settings: SnapshotSettings, target_version: str | None) -> str:
+        time.sleep(3.5)  # longer than the session's 1 s wait_timeout
+        return f"{settings.instance_identifier}-pre-v{target_version}"
+
+    monkeypatch.setattr(engine, "create_pre_migration_snapshot", slow_snapshot)
+    result = migrator_for(
+        mariadb,
+        database,
+        location,
+        idle_timeout_seconds=1,
+        snapshot=SnapshotSettings(instance_identifier="appdb"),
+    ).migrate()
+    assert (result.snapshot_id, result.applied) == ("appdb-pre-v1", ["V1__a.sql"])
+    assert history(mariadb, database) == [("V1__a.sql", "success", 1, 1)]
 
 
 def test_repair_retry_runs_the_interrupted_statement_again(
