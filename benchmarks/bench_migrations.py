@@ -21,7 +21,7 @@ spell on a shared machine hits both sides of a ratio. The targets are checked on
 in-process engine (what the Pulumi dynamic provider runs); the CLI row adds a fresh
 interpreter's start-up. Prints PASS/FAIL per target; exit status 1 if any fails.
 
-Run: .venv/bin/python benchmarks/bench_migrations.py [--rounds 9] [--rtt-ms 0.5]
+Run: .venv/bin/python benchmarks/bench_migrations.py [--rounds 15] [--rtt-ms 0.5]
      [--server-dir /dev/shm]
 """
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -42,9 +43,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import pymysql  # noqa: E402
+from pymysql.constants import CLIENT as CLIENT_FLAGS  # noqa: E402
+
 from migrator.connection import ConnectionSettings  # noqa: E402
 from migrator.discovery import load_migrations  # noqa: E402
 from migrator.engine import Migrator  # noqa: E402
+from migrator.history import CREATE_TABLE, TABLE  # noqa: E402
 from standins.mariadb import MariaDBServer  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -56,6 +61,13 @@ CLIENT = "mariadb client, one session (floor)"
 YOYO = "yoyo-migrations (in-process)"
 ENGINE = "* this engine: Migrator.migrate() (in-process)"
 ENGINE_CLI = "this engine: scripts/migrate (CLI, new process)"
+REPLAY = "  its packets, sent by bare pymysql (no engine work)"
+REPLAY_PER_MIGRATION = "  the same, history per migration only (no progress)"
+REPLAY_BARE = "  the same without any history write"
+# The per-statement progress writes: `SET statements_done=k WHERE` (the success write sets
+# more columns, so it does not match).
+REPLAYS = (REPLAY, REPLAY_PER_MIGRATION, REPLAY_BARE)
+_PROGRESS_WRITE = re.compile(r"SET statements_done=\d+ WHERE")
 
 
 def migration_text(n: int) -> str:
@@ -176,6 +188,55 @@ def run_engine_cli(server: MariaDBServer, database: str, files: Path) -> None:
     )
 
 
+def record_engine_packets(server: MariaDBServer, files: Path) -> list[str]:
+    """Every packet the engine sends to apply `files`, with the database name as {db}: what
+    it asks of the server, replayed below without the engine around it."""
+    database = server.create_database("record")
+    sent: list[str] = []
+    query = pymysql.connections.Connection.query
+
+    def recording(conn: pymysql.connections.Connection, sql: str, unbuffered: bool = False) -> int:
+        sent.append(sql)
+        return query(conn, sql, unbuffered)
+
+    pymysql.connections.Connection.query = recording  # type: ignore[method-assign]
+    try:
+        run_engine_inprocess(server, database, files)
+    finally:
+        pymysql.connections.Connection.query = query  # type: ignore[method-assign]
+    drop_database(server, database)
+    return [p.replace(f"`{database}`", "`{db}`") for p in sent if "bench_" in p]
+
+
+def replayer(packets: list[str], history: str) -> Runner:
+    """Send the engine's packets over a plain pymysql connection (TLS verified like every
+    tool), with `history` "all" of their history writes, "per-migration" (the start and
+    success writes, not the per-statement progress), or "none". The benchmark's SQL has no
+    ';' inside strings, so splitting its packets on ';' is exact."""
+
+    def kept(part: str) -> bool:
+        if history == "none":
+            return TABLE not in part
+        if history == "per-migration":
+            return not _PROGRESS_WRITE.search(part)
+        return True
+
+    packets = [";".join(filter(kept, packet.split(";"))) for packet in packets]
+
+    def replay(server: MariaDBServer, database: str, files: Path) -> None:
+        conn = server.connect(database, client_flag=CLIENT_FLAGS.MULTI_STATEMENTS)
+        with conn.cursor() as cur:
+            if history != "none":
+                cur.execute(CREATE_TABLE.format(table=TABLE))
+            for packet in packets:
+                cur.execute(packet.replace("`{db}`", f"`{database}`"))
+                while cur.nextset():
+                    pass
+        conn.close()
+
+    return replay
+
+
 def provider_diff_seconds(directory: Path, repeat: int = 20) -> tuple[float, float] | None:
     """(median diff seconds, checksum-map build seconds) over 1,000 files, or None."""
     if not (ROOT / "infra" / "providers" / "migrations.py").exists():
@@ -241,7 +302,7 @@ def paired_ratio(times: dict[str, list[float]], label: str, floor: str) -> float
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
     parser.add_argument("--migrations", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=9, help="paired rounds (yoyo runs once)")
+    parser.add_argument("--rounds", type=int, default=15, help="paired rounds (yoyo runs once)")
     parser.add_argument(
         "--rtt-ms",
         type=float,
@@ -267,11 +328,15 @@ def main() -> int:
     base_dir = Path(tempfile.mkdtemp(prefix="bench-mariadb-", dir=args.server_dir))
     network: dict[str, list[float]] = {}
     with MariaDBServer(base_dir=base_dir) as server:
+        packets = record_engine_packets(server, files)
         times = run_rounds(
             server,
             [
                 (CLIENT, run_plain_client, files),
                 (ENGINE, run_engine_inprocess, files),
+                (REPLAY, replayer(packets, "all"), files),
+                (REPLAY_PER_MIGRATION, replayer(packets, "per-migration"), files),
+                (REPLAY_BARE, replayer(packets, "none"), files),
                 (ENGINE_CLI, run_engine_cli, files),
                 (YOYO, run_yoyo, yoyo_files),
             ],
@@ -303,13 +368,16 @@ def main() -> int:
     floor, yoyo = best[CLIENT], best[YOYO]
     ratio = paired_ratio(times, ENGINE, CLIENT)
     ratio_cli = paired_ratio(times, ENGINE_CLI, CLIENT)
+    replay = {label: paired_ratio(times, label, CLIENT) for label in REPLAYS}
     print()
     print(f"{'run':<52} {'best s':>8} {'median s':>9} {'vs client':>10} {'yoyo / this':>12}")
     print("-" * 95)
-    for label in (CLIENT, YOYO, ENGINE_CLI, ENGINE):
+    for label in (CLIENT, YOYO, ENGINE_CLI, ENGINE, *REPLAYS):
         vs_yoyo = f"{yoyo / best[label]:>11.1f}x" if label in (ENGINE, ENGINE_CLI) else ""
-        vs_client = {ENGINE: ratio, ENGINE_CLI: ratio_cli, CLIENT: 1.0}.get(label)
-        shown = f"{vs_client:>9.2f}x" if vs_client else f"{best[label] / floor:>9.2f}x"
+        if label == YOYO:
+            shown = f"{best[label] / floor:>9.2f}x"
+        else:
+            shown = f"{paired_ratio(times, label, CLIENT):>9.2f}x"
         median = statistics.median(times[label])
         print(f"{label:<52} {best[label]:>8.3f} {median:>9.3f} {shown} {vs_yoyo:>12}")
     print(f"{'no-op run, all applied: CLI':<52} {noop_cli:>8.3f}")
@@ -319,6 +387,17 @@ def main() -> int:
     else:
         print(f"{'provider diff over 1,000 files (median)':<52} {diff[0]:>8.5f}")
         print(f"{'  (building the 1,000-file checksum map)':<52} {diff[1]:>8.3f}")
+    print("where the engine's time goes, in multiples of the client's time:")
+    bare, per_migration, full = (
+        replay[label] for label in (REPLAY_BARE, REPLAY_PER_MIGRATION, REPLAY)
+    )
+    for name, share in (
+        ("the migrations' own statements, batched", bare),
+        ("+ history: start and success per migration", per_migration - bare),
+        ("+ history: progress before each statement", full - per_migration),
+        ("+ the engine's own work (files, checks, TLS, lock)", ratio - full),
+    ):
+        print(f"  {name:<50} {'':>8} {'':>9} {share:>+9.2f}x")
     rounds = " ".join(f"{e / c:.2f}" for e, c in zip(times[ENGINE], times[CLIENT], strict=True))
     print(f"{'  (engine / client, round by round)':<52} {rounds}")
     print(

@@ -15,7 +15,6 @@ Each statement knows the 1-based line of its first significant character.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -28,18 +27,16 @@ class Statement:
     sql: str  # without the delimiter
     line: int  # 1-based line in its file where the statement starts
     delimiter: str = field(default=";", compare=False)  # the delimiter in force
+    # Computed once here: the engine reads both for every statement it sends (a
+    # functools.cached_property takes a lock on each first access, measurably slower).
+    keyword: str = field(init=False, compare=False, repr=False)  # first word, upper-cased
+    checksum: str = field(init=False, compare=False, repr=False)  # sha256 of the text
 
-    # Cached: the engine asks for both several times per statement on its hot path.
-    @functools.cached_property
-    def keyword(self) -> str:
-        """The statement's first word, upper-cased ("" if it starts with a symbol)."""
-        m = _FIRST_WORD.match(self.sql)
-        return m.group(1).upper() if m else ""
-
-    @functools.cached_property
-    def checksum(self) -> str:
-        """sha256 of the statement text (what resume compares for completed statements)."""
-        return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
+    def __post_init__(self) -> None:
+        first = _FIRST_WORD.match(self.sql)
+        object.__setattr__(self, "keyword", first.group(1).upper() if first else "")
+        digest = hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
+        object.__setattr__(self, "checksum", digest)
 
 
 class SplitError(ConfigurationError):
