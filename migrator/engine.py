@@ -323,8 +323,9 @@ class _Progress:
             self.switched_schema = True
 
 
-# Statement text per packet (history writes aside): far below max_allowed_packet (16 MiB on
-# MariaDB, 64 MiB on RDS MySQL 8) even at 4 bytes a character.
+# SQL characters per packet (the progress writes between statements not counted, a few dozen
+# bytes each): far below max_allowed_packet (16 MiB on MariaDB, 64 MiB on RDS MySQL 8) even
+# at 4 bytes a character. A single larger statement still goes, alone.
 _PACKET_BYTES = 1 << 20
 
 
