@@ -61,7 +61,9 @@ class PlanSnapshot:
             {
                 "stack": plan.stack,
                 "resources": [
-                    dataclasses.asdict(r) if dataclasses.is_dataclass(r) else dict(vars(r))
+                    dataclasses.asdict(r)
+                    if dataclasses.is_dataclass(r) and not isinstance(r, type)
+                    else dict(vars(r))
                     for r in plan.resources
                 ],
                 "outputs": plan.outputs,
