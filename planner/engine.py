@@ -118,7 +118,11 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
                     f"invoke {args.token} uses the default provider, which "
                     "pulumi:disable-default-providers disables"
                 )
-            return mock_call(args.token, dict(args.args), region)
+            try:
+                return mock_call(args.token, dict(args.args), region)
+            except InvokeFailure as failure:
+                # How the engine reports a provider's failed invoke: the SDK raises with it.
+                return {}, [("", str(failure))]  # type: ignore[return-value]
 
     lock = threading.Lock()
     recorded: list[dict[str, Any]] = []
@@ -239,6 +243,9 @@ def mock_resource(
     if typ.startswith("random:"):
         return h[:16], state
 
+    if "name" not in state and "namePrefix" in state:
+        # like the provider's name_prefix: the prefix and a 26-character unique id
+        state["name"] = f"{state['namePrefix']}{h[:26]}"
     if "name" not in state and not typ.startswith("aws:ec2/") and not typ.startswith("aws:vpc/"):
         state["name"] = f"{name}-{h[:7]}"  # like Pulumi's auto-naming
     arn_prefix = f"arn:aws:{module}:{region}:{ACCOUNT_ID}"
@@ -348,6 +355,10 @@ MYSQL_CLASSES = frozenset(
 )
 
 
+class InvokeFailure(Exception):
+    """A look-up the real provider would answer with an error (no match)."""
+
+
 def _zones(region: str, args: dict[str, Any]) -> dict[str, Any]:
     letters = ZONE_LETTERS.get(region, "abc")
     zones = [
@@ -378,7 +389,7 @@ def mock_call(token: str, args: dict[str, Any], region: str) -> dict[str, Any]:
     if token == "aws:rds/getEngineVersion:getEngineVersion":
         version = MYSQL_DEFAULT_VERSIONS.get(str(args.get("version")))
         if args.get("engine") != "mysql" or version is None:
-            raise RuntimeError(f"no RDS engine versions match the criteria: {args}")
+            raise InvokeFailure(f"no RDS engine versions match the criteria: {args}")
         return {
             "id": version,
             "engine": "mysql",
@@ -391,7 +402,7 @@ def mock_call(token: str, args: dict[str, Any], region: str) -> dict[str, Any]:
         offered = [c for c in wanted if c in MYSQL_CLASSES and args.get("engine") == "mysql"]
         if not offered:
             # The data source's own message (internal/service/rds/orderable_instance_data_source.go)
-            raise RuntimeError(
+            raise InvokeFailure(
                 "no RDS DB Instance Classes match the criteria; try a different search"
             )
         return {

@@ -209,7 +209,9 @@ def test_only_the_newest_n_pre_migration_snapshots_are_kept_and_no_other(aws: st
     instance = _rds_instance()
     rds = boto3.client("rds")
     # Snapshots this stack did not make: someone's manual one, and another tool's.
-    rds.create_db_snapshot(DBSnapshotIdentifier=f"{instance}-by-hand", DBInstanceIdentifier=instance)
+    rds.create_db_snapshot(
+        DBSnapshotIdentifier=f"{instance}-by-hand", DBInstanceIdentifier=instance
+    )
     rds.create_db_snapshot(
         DBSnapshotIdentifier=f"{instance}-other-tool",
         DBInstanceIdentifier=instance,

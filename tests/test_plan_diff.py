@@ -7,6 +7,7 @@ computed once per (revision, stack) in module-scoped fixtures and shared by the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -565,9 +566,12 @@ VARIANTS = {
     "encryption": [turn_encryption_off],
     "shrink": [remove_replicas_and_multi_az],
 }
-# Variants planned against their own base (the first edit), not against the common base.
-UPGRADE_STEPS = {"on80": [start_on_80], "replicas84": [start_on_80, upgrade_replicas_to_84],
-                 "primary84": [start_on_80, upgrade_replicas_to_84, upgrade_primary_to_84]}  # fmt: skip
+# The 8.0 -> 8.4 upgrade of production, each step planned against the step before it.
+UPGRADE_STEPS = {
+    "on80": [start_on_80],
+    "replicas84": [start_on_80, upgrade_replicas_to_84],
+    "primary84": [start_on_80, upgrade_replicas_to_84, upgrade_primary_to_84],
+}
 
 
 @dataclass
@@ -634,7 +638,7 @@ def history(tmp_path_factory) -> History:
         return result
 
     steps = list(UPGRADE_STEPS)
-    upgrade = {after: step(before, after) for before, after in zip(steps, steps[1:], strict=False)}
+    upgrade = {after: step(before, after) for before, after in itertools.pairwise(steps)}
     return History(
         repo, base, commits, {name: report(name) for name in commits}, report("base"), upgrade
     )
@@ -672,7 +676,13 @@ def test_history_one_more_production_replica(history):
 
 def test_history_parameter_group_value_changed(history):
     report = history.reports["routine"]
-    (params,) = [c for c in report.resources.changed if c.resource.type == PARAMS]
+    # the primary's and the replicas' groups carry the same parameters
+    changes = [c for c in report.resources.changed if c.resource.type == PARAMS]
+    assert sorted(c.resource.name for c in changes) == [
+        "database-params",
+        "database-replica-params",
+    ]
+    params = changes[0]
     (change,) = params.changes
     assert (change.path, change.before, change.after, change.replaces) == (
         "parameters[long_query_time].value",
@@ -703,8 +713,10 @@ def test_history_routine_changes_touch_nothing_else(history):
     for change in report.resources.changed:
         if change.resource.type == PARAMS:
             continue
-        # the migrations resource: its script -> checksum map gains the new script
-        assert all(pending.script in p.path for p in change.changes), changed(report)
+        # the migrations resource: its script -> checksum map gains the new script, and it
+        # waits for the new replica too
+        paths = [p.path for p in change.changes if p.path != "options.depends_on"]
+        assert all(pending.script in path for path in paths), changed(report)
     assert [c.path for c in report.resources.config] == [
         "appdb:dbParameters",
         "appdb:readReplicaCount",
