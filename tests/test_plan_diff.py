@@ -602,22 +602,17 @@ def history(tmp_path_factory) -> History:
     run_git(repo, "add", "-A")
     run_git(repo, "commit", "-q", "-m", "base")
     base = run_git(repo, "rev-parse", "HEAD")
-    commits = {}
-    for name, edits in VARIANTS.items():
+
+    def branch(name: str, edits) -> str:
         run_git(repo, "checkout", "-q", "-b", name, base)
         for edit in edits:
             edit(repo)
             run_git(repo, "add", "-A")
             run_git(repo, "commit", "-q", "-m", edit.__name__)
-        commits[name] = run_git(repo, "rev-parse", "HEAD")
-    step_commits = {}
-    for name, edits in UPGRADE_STEPS.items():
-        run_git(repo, "checkout", "-q", "-b", name, base)
-        for edit in edits:
-            edit(repo)
-            run_git(repo, "add", "-A")
-            run_git(repo, "commit", "-q", "-m", edit.__name__)
-        step_commits[name] = run_git(repo, "rev-parse", "HEAD")
+        return run_git(repo, "rev-parse", "HEAD")
+
+    commits = {name: branch(name, edits) for name, edits in VARIANTS.items()}
+    step_commits = {name: branch(name, edits) for name, edits in UPGRADE_STEPS.items()}
     run_git(repo, "checkout", "-q", "main")
 
     dirs = {"base": extract_revision(repo, base, work / "base")}

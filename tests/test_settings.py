@@ -337,3 +337,17 @@ def test_replicas_may_have_their_own_instance_class():
         "db.r6g.xlarge"
     )
     assert parse("production").replica_instance_class == "db.r6g.large"  # empty: the primary's
+
+
+def test_the_language_hosts_config_bag_is_read_too(monkeypatch):
+    """Under the real CLI a Python program gets its config as the PULUMI_CONFIG bag (older
+    engines spell keys "ns:config:key"): every `appdb:` key in it is seen, unknown ones too."""
+    import json as json_module
+
+    from infra.settings import _stack_config
+
+    monkeypatch.setenv(
+        "PULUMI_CONFIG",
+        json_module.dumps({"appdb:config:readReplicaCnt": "2", "aws:region": "us-east-1"}),
+    )
+    assert _stack_config() == {"appdb:readReplicaCnt": "2", "aws:region": "us-east-1"}
