@@ -11,23 +11,20 @@ from infra.app_users import ApplicationUsers
 from infra.credentials import Credentials, CredentialsArgs
 from infra.database import Database, DatabaseArgs
 from infra.encryption import Encryption, EncryptionArgs
-from infra.network import Network, NetworkArgs, select_availability_zones
+from infra.network import Network, NetworkArgs
+from infra.preflight import AwsRegionChecks
 from infra.rotation import MasterRotation
 from infra.schema_migrations import SchemaMigrations
-from infra.settings import load_settings
-from infra.tagging import tagged_provider
+from infra.settings import PROJECT_NAMESPACE, load_settings
 
-settings = load_settings()
+# Every setting, and what the region offers (regular zones, the instance classes for MySQL), is
+# checked before any AWS resource; all problems come in one report (infra/settings.py).
+region_checks = AwsRegionChecks(PROJECT_NAMESPACE, pulumi.get_stack())
+settings = load_settings(region_checks)
 
 # Every AWS resource goes through this provider, which adds the standard tags (infra/tagging.py).
-aws_provider = tagged_provider(settings)
+aws_provider = region_checks.provider
 with_provider = pulumi.ResourceOptions(providers=[aws_provider])
-# Checked like a setting, before any AWS resource: does the region offer enough zones?
-availability_zones = (
-    select_availability_zones(settings.availability_zone_count, settings.environment, aws_provider)
-    if settings.creates_network
-    else []
-)
 
 encryption = Encryption(
     "encryption",
@@ -46,7 +43,7 @@ network = Network(
     NetworkArgs(
         name_prefix=settings.name_prefix,
         vpc_cidr=settings.vpc_cidr,
-        availability_zones=availability_zones,
+        availability_zones=settings.availability_zones,
         existing_vpc_id=settings.existing_vpc_id,
         existing_subnet_ids=settings.existing_subnet_ids,
         database_port=settings.port,
@@ -97,6 +94,9 @@ pulumi.export("port", database.port)
 pulumi.export("databaseName", database.name)
 pulumi.export("masterUsername", pulumi.Output.secret(credentials.username))
 pulumi.export("secretArn", credentials.secret_arn)
+# Secret names carry a generated suffix (unique per stack instance): commands take them from here,
+# e.g. --secret-id "$(pulumi stack output secretName)".
+pulumi.export("secretName", credentials.secret.name)
 pulumi.export("kmsKeyArn", encryption.key_arn)
 pulumi.export(
     "replicaEndpoints", pulumi.Output.secret(pulumi.Output.all(*database.replica_addresses))
@@ -118,7 +118,9 @@ schema = SchemaMigrations(
     database_name=database.name,
     region=settings.region,
     instance_identifier=database.identifier,
-    depends_on=[database.instance, secret_version],
+    # After the replicas too: creating a replica makes the primary unavailable for a while, and a
+    # pre-migration snapshot of it then fails (migrator/snapshot.py also waits for `available`).
+    depends_on=[database.instance, *database.replicas, secret_version],
 )
 pulumi.export("schemaVersion", schema.applied_version)
 
@@ -160,3 +162,5 @@ application_users = ApplicationUsers(
 )
 pulumi.export("appSecretArn", application_users.secret_arns["app"])
 pulumi.export("readonlySecretArn", application_users.secret_arns["readonly"])
+pulumi.export("appSecretName", application_users.secret_names["app"])
+pulumi.export("readonlySecretName", application_users.secret_names["readonly"])

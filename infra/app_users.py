@@ -2,9 +2,9 @@
 
 Declared after the schema migrations (it depends on them: grants name the schema they create).
 Two secrets in the standard RDS JSON shape, encrypted with the environment's CMK:
-`<project>/<env>/rds/app` (SELECT, INSERT, UPDATE, DELETE, EXECUTE on the application schema)
-and `<project>/<env>/rds/readonly` (SELECT; it points at the first read replica when the
-environment has one). The privileges are declared in code (rotation.grants.ROLE_PRIVILEGES)
+`<project>/<env>/rds/app-<suffix>` (SELECT, INSERT, UPDATE, DELETE, EXECUTE on the application
+schema) and `<project>/<env>/rds/readonly-<suffix>` (SELECT; it points at the first read replica
+when the environment has one). The privileges are declared in code (rotation.grants.ROLE_PRIVILEGES)
 and enforced on every apply; a hand-made change shows up on refresh (`pulumi up --refresh`)
 and is repaired.
 
@@ -28,6 +28,7 @@ from rotation.grants import ROLE_PRIVILEGES
 
 class ApplicationUsers(pulumi.ComponentResource):
     secret_arns: dict[str, pulumi.Output[str]]
+    secret_names: dict[str, pulumi.Output[str]]
     active_users: pulumi.Output[dict[str, str]]
 
     def __init__(
@@ -56,7 +57,9 @@ class ApplicationUsers(pulumi.ComponentResource):
         secrets = {
             role: aws.secretsmanager.Secret(
                 f"{name}-{role}-secret",
-                name=f"{project}/{environment}/rds/{role}",
+                # A generated suffix per secret (see infra/credentials.py): re-creation never
+                # meets a name still scheduled for deletion.
+                name_prefix=f"{project}/{environment}/rds/{role}-",
                 description=(
                     f"{project} {environment}: {role} database credentials "
                     "(written by credential rotation; RDS JSON shape)"
@@ -68,6 +71,7 @@ class ApplicationUsers(pulumi.ComponentResource):
             for role in ROLE_PRIVILEGES
         }
         self.secret_arns = {role: secret.arn for role, secret in secrets.items()}
+        self.secret_names = {role: secret.name for role, secret in secrets.items()}
         self.resource = provider.ApplicationUsers(
             f"{name}-accounts",
             {

@@ -67,7 +67,12 @@ class Credentials(pulumi.ComponentResource):
         self.password = pulumi.Output.secret(generated.result)
         self.secret = aws.secretsmanager.Secret(
             f"{name}-master-secret",
-            name=f"{args.project}/{args.environment}/rds/master",
+            # A name prefix, not a fixed name: the provider adds a unique suffix at creation, so
+            # destroying and re-creating the stack (or replacing the secret, create before
+            # delete) never meets the old name while Secrets Manager keeps it scheduled for
+            # deletion for the recovery window ("a secret with this name is already scheduled
+            # for deletion"). Commands find the name in the stack output `secretName`.
+            name_prefix=f"{args.project}/{args.environment}/rds/master-",
             description=f"{args.project} {args.environment}: RDS MySQL master credentials",
             kms_key_id=args.kms_key_arn,
             recovery_window_in_days=args.recovery_window_days,

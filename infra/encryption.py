@@ -22,8 +22,21 @@ class EncryptionArgs:
 
 
 def key_policy(account_id: str, partition: str, region: str) -> str:
-    """Account administrators manage the key; RDS, Secrets Manager and CloudWatch Logs of this
-    account (and only this account) may use it. No statement names a wildcard principal (KMS.5)."""
+    """What the key policy allows, statement by statement:
+
+    - AccountAdministration: the account root, i.e. every IAM principal of this account whose
+      own IAM policy allows it, may do anything with the key (kms:*), using it directly
+      included. This is the default key policy's statement; it is what makes IAM policies
+      govern the key, so the restriction to "administrators" is made in IAM, not here
+      (https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html).
+    - UseThroughRdsAndSecretsManager: the same principals may use the key through RDS or Secrets
+      Manager in this region, called from this account. It adds nothing to the first statement
+      today; it documents the intended use and stays right if AccountAdministration is ever
+      narrowed to key administration.
+    - CloudWatchLogsOfThisAccount: the regional CloudWatch Logs service may encrypt and decrypt
+      with it for log groups of this account only.
+
+    No statement names a wildcard principal (FSBP KMS.5)."""
     account_root = f"arn:{partition}:iam::{account_id}:root"
     use_key = [
         "kms:Encrypt",

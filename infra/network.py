@@ -15,43 +15,19 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.iam import service_trust_policy
-from infra.settings import SettingsError
 
 
 @dataclass(frozen=True)
 class NetworkArgs:
     name_prefix: str  # "<project>-<environment>"
     vpc_cidr: str
-    availability_zones: Sequence[str]  # from select_availability_zones; empty with an existing VPC
+    # regular zones of the region (infra/preflight.py checked them); empty with an existing VPC
+    availability_zones: Sequence[str]
     existing_vpc_id: str | None
     existing_subnet_ids: tuple[str, ...]
     database_port: int
     flow_log_retention_days: int
     kms_key_arn: pulumi.Input[str]
-
-
-def select_availability_zones(
-    count: int, environment: str, provider: pulumi.ProviderResource
-) -> list[str]:
-    """The first `count` available zones of the provider's region (sorted by name).
-
-    Called before any AWS resource is declared, so a region with too few zones is reported like
-    any other invalid setting.
-    """
-    names = sorted(
-        aws.get_availability_zones(
-            state="available", opts=pulumi.InvokeOptions(provider=provider)
-        ).names
-    )
-    if len(names) < count:
-        raise SettingsError(
-            environment,
-            [
-                f"appdb:availabilityZoneCount = '{count}': the region offers only {len(names)} "
-                f"available zones ({', '.join(names)})"
-            ],
-        )
-    return names[:count]
 
 
 def subnet_cidrs(vpc_cidr: str, count: int) -> list[str]:
@@ -215,7 +191,7 @@ class Network(pulumi.ComponentResource):
             assume_role_policy=service_trust_policy("vpc-flow-logs.amazonaws.com", account_id),
             opts=child,
         )
-        aws.iam.RolePolicy(
+        delivery = aws.iam.RolePolicy(
             f"{name}-flow-logs-delivery",
             role=role.id,
             policy=log_group.arn.apply(
@@ -248,5 +224,7 @@ class Network(pulumi.ComponentResource):
             log_destination=log_group.arn,
             iam_role_arn=role.arn,
             max_aggregation_interval=60,
-            opts=child,
+            # The role's permissions come from a separate policy resource: without this the flow
+            # log can be created before the role may write, and its first deliveries fail.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[delivery]),
         )

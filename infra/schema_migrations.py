@@ -64,6 +64,7 @@ class SchemaMigrations(pulumi.ComponentResource):
                 "lock_wait_seconds": settings.lock_wait_seconds,
                 "statement_lock_wait_seconds": settings.statement_lock_wait_seconds,
                 "snapshot_before_migrate": settings.snapshot_before_migrate,
+                "snapshot_retention": settings.snapshot_retention,
                 "instance_identifier": instance_identifier,
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),

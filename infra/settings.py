@@ -1,31 +1,54 @@
 """One typed, validated settings object built from the stack's config before any resource exists.
 
-Defaults live in one place only: the `config:` block of Pulumi.yaml, which the Pulumi CLI (and the
-offline planner) applies before the program runs. A key missing here therefore means the program
-was started without the project's config and is reported like any other problem.
+The keys, their types and their defaults live in one place only: the `config:` block of
+Pulumi.yaml, which the Pulumi CLI (and the offline planner) applies before the program runs. The
+program reads that block too (`project_schema`), so every `appdb:` key it is given must be one
+declared there: a misspelled or unknown key is refused (with a did-you-mean) instead of silently
+ignored. A declared key that is missing means the program was started without the project's
+config and is reported like any other problem.
 
 `parse_settings` is pure (a mapping of raw config strings in, Settings or SettingsError out) so it
-can be tested without the Pulumi engine; `load_settings` reads the running stack's config.
+can be tested without the Pulumi engine; `load_settings` reads the running stack's config. Checks
+that need the region itself (its availability zones, the classes RDS offers there) are passed in
+as `region_checks` (infra/preflight.py) and reported together with every other problem.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 PROJECT_NAMESPACE = "appdb"
+PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
 
-# Keys whose values are structured (an object or a list, JSON in the engine's config); Pulumi.yaml
-# cannot declare them, so they are optional here and documented in the README.
-STRUCTURED_KEYS = ("dbParameters", "existingSubnetIds")
+# Keys this project used to have: named in the refusal so a stack file can be mended.
+RETIRED_KEYS = {
+    "parameterGroupFamily": "the parameter group family follows appdb:engineVersion "
+    "(mysql8.4 for 8.4): remove the key",
+}
+# RDS for MySQL major versions this stack runs. A full version (8.4.3) is refused: with
+# auto_minor_version_upgrade on, RDS moves the minor version and the provider then records it in
+# state, so the next plan would ask to go back ("Cannot upgrade mysql from 8.0.35 to 8.0.32").
+# With a major version the provider keeps the configured prefix (compareActualEngineVersion,
+# reproduced in plandiff/rules.py: refreshed_engine_version) and RDS owns the minor.
+MAJOR_VERSIONS = ("8.0", "8.4")
 
-# The seed's parameter settings plus TLS-only connections, utf8mb4 (the MySQL 8 default
-# collation) and stored-function creation under binary logging. Stack config
-# (appdb:dbParameters) can add to or override these.
+# The seed's parameter settings plus TLS-only connections, utf8mb4 and stored-function creation
+# under binary logging; all exist with the same meaning in the mysql8.0 and mysql8.4 families.
+# utf8mb4_0900_ai_ci is still MySQL 8.4's default utf8mb4 collation
+# (https://dev.mysql.com/doc/refman/8.4/en/charset-unicode-sets.html), and 8.4 still requires
+# log_bin_trust_function_creators for a creator without SUPER/SET_ANY_DEFINER once binary logging
+# is on (https://dev.mysql.com/doc/refman/8.4/en/stored-programs-logging.html): RDS's master user
+# has neither. Stack config (appdb:dbParameters) can add to or override these.
 DEFAULT_DB_PARAMETERS: dict[str, str] = {
     "slow_query_log": "1",
     "long_query_time": "2",
@@ -42,6 +65,14 @@ DEFAULT_DB_PARAMETERS: dict[str, str] = {
 STATIC_DB_PARAMETERS = frozenset({"innodb_buffer_pool_size", "innodb_log_file_size"})
 # Parameters whose value is a security invariant of this stack: overrides may not weaken them.
 PINNED_DB_PARAMETERS = {"require_secure_transport": "1"}
+# Server variables MySQL 8.4 no longer has (https://dev.mysql.com/doc/mysqld-version-reference/
+# en/optvar-changes-8-4.html): an override naming one would make RDS refuse the group.
+REMOVED_IN_MYSQL_84 = {
+    "default_authentication_plugin": "use authentication_policy",
+    "expire_logs_days": "binlog retention is set with mysql.rds_set_configuration on RDS",
+    "avoid_temporal_upgrade": "removed without replacement",
+    "binlog_transaction_dependency_tracking": "removed: WRITESET is always used",
+}
 
 # RDS MySQL does not offer Performance Insights on these classes.
 NO_PERFORMANCE_INSIGHTS_CLASSES = frozenset(
@@ -53,8 +84,12 @@ CLOUDWATCH_RETENTION_DAYS = (
 )  # fmt: skip
 RESERVED_USERNAMES = frozenset({"admin", "root", "rdsadmin", "rdsrepladmin", "mysql", "sys"})
 
-_INSTANCE_CLASS = re.compile(r"^db\.[a-z][a-z0-9-]*\.[a-z0-9]+(?:\.[a-z0-9]+)*$")
-_ENGINE_VERSION = re.compile(r"^(8)\.(0|4)\.(\d+)$")
+# db.<family><generation><attributes>.<size>, e.g. db.t4g.medium, db.r6gd.4xlarge, db.m5.24xlarge
+# (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/Concepts.DBInstanceClass.Types.html);
+# whether RDS offers the class for MySQL in the region is asked of AWS (infra/preflight.py).
+_INSTANCE_CLASS = re.compile(
+    r"^db\.[a-z]{1,2}\d{1,2}[a-z-]*\.(?:micro|small|medium|large|xlarge|\d{1,2}xlarge|metal)$"
+)
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _HHMM = r"(?:[01]\d|2[0-3]):[0-5]\d"
 _DAY = r"(?:mon|tue|wed|thu|fri|sat|sun)"
@@ -82,6 +117,49 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class KeySpec:
+    """One key of the `config:` block of Pulumi.yaml."""
+
+    name: str
+    type: str  # string, integer, boolean, array or object
+    default: Any
+    description: str
+
+
+@functools.cache
+def project_schema(project_file: Path = PROJECT_FILE) -> dict[str, KeySpec]:
+    """The project's own keys (no namespace) as Pulumi.yaml declares them, in file order."""
+    document = yaml.safe_load(project_file.read_text(encoding="utf-8")) or {}
+    schema: dict[str, KeySpec] = {}
+    for key, spec in (document.get("config") or {}).items():
+        if ":" in str(key) or not isinstance(spec, dict) or "type" not in spec:
+            continue  # another namespace's value (aws:region), not a declaration of ours
+        schema[str(key)] = KeySpec(
+            str(key), str(spec["type"]), spec.get("default"), str(spec.get("description", ""))
+        )
+    return schema
+
+
+@dataclass(frozen=True)
+class RegionRequest:
+    """What the region must offer: checked against AWS at preview (infra/preflight.py)."""
+
+    region: str
+    zone_count: int | None  # None: the stack uses an existing VPC and creates no subnets
+    # (config key, instance class, major engine version) for each class the stack runs
+    instance_classes: tuple[tuple[str, str, str], ...]
+
+
+@dataclass(frozen=True)
+class RegionFacts:
+    problems: list[str]
+    availability_zones: tuple[str, ...] = ()
+
+
+RegionChecks = Callable[[RegionRequest], RegionFacts]
+
+
+@dataclass(frozen=True)
 class DbParameter:
     name: str
     value: str
@@ -97,6 +175,7 @@ class MigrationSettings:
     statement_lock_wait_seconds: int
     connect_deadline_seconds: int
     ca_bundle_path: str
+    snapshot_retention: int = 5  # pre-migration snapshots kept; older ones the stack made go
 
 
 @dataclass(frozen=True)
@@ -119,8 +198,8 @@ class Settings:
     credentials_rotation: str
     # database
     database_name: str
-    engine_version: str
-    parameter_group_family: str
+    engine_version: str  # major version, e.g. "8.4": RDS owns the minor
+    replica_engine_version: str  # the replicas' major version (upgraded before the primary's)
     instance_class: str
     replica_instance_class: str
     read_replica_count: int
@@ -140,6 +219,8 @@ class Settings:
     ca_cert_identifier: str
     db_parameters: tuple[DbParameter, ...]
     migrations: MigrationSettings
+    # regular availability zones chosen for the subnets (empty with an existing VPC)
+    availability_zones: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -148,7 +229,15 @@ class Settings:
 
     @property
     def major_engine_version(self) -> str:
-        return ".".join(self.engine_version.split(".")[:2])
+        return self.engine_version
+
+    @property
+    def parameter_group_family(self) -> str:
+        return f"mysql{self.engine_version}"
+
+    @property
+    def replica_family(self) -> str:
+        return f"mysql{self.replica_engine_version}"
 
     @property
     def name_prefix(self) -> str:
@@ -163,6 +252,7 @@ class _Reader:
         self.raw = raw
         self.secret_keys = secret_keys
         self.problems: list[str] = []
+        self.bad_keys: set[str] = set()
 
     def _shown(self, key: str, value: Any) -> str:
         if f"{PROJECT_NAMESPACE}:{key}" in self.secret_keys:
@@ -170,11 +260,16 @@ class _Reader:
         return json.dumps(value) if not isinstance(value, str) else repr(value)
 
     def problem(self, key: str, value: Any, allowed: str) -> None:
+        self.bad_keys.add(key.split(".", 1)[0])
         self.problems.append(f"{PROJECT_NAMESPACE}:{key} = {self._shown(key, value)}: {allowed}")
+
+    def ok(self, *keys: str) -> bool:
+        return not self.bad_keys.intersection(keys)
 
     def _get(self, key: str) -> Any:
         value = self.raw.get(key)
         if value is None:
+            self.bad_keys.add(key)
             self.problems.append(
                 f"{PROJECT_NAMESPACE}:{key} is not set: Pulumi.yaml declares its default, "
                 "so run the program through the Pulumi CLI or scripts/plan"
@@ -238,6 +333,26 @@ class _Reader:
         return value
 
 
+@functools.cache
+def known_regions() -> frozenset[str]:
+    """Every region of every AWS partition that offers RDS, as botocore's endpoint data lists
+    them (offline; a region newer than the installed botocore needs a boto3 upgrade)."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    return frozenset(
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("rds", partition_name=partition)
+    )
+
+
+def did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str:
+    """` (did you mean <prefix><closest>?)` or an empty string."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.75)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
+
+
 def _valid_cidr(text: str) -> bool:
     try:
         network = ipaddress.IPv4Network(text, strict=True)
@@ -246,26 +361,54 @@ def _valid_cidr(text: str) -> bool:
     return 16 <= network.prefixlen <= 24
 
 
+def _unknown_keys(raw: Mapping[str, Any], schema: Mapping[str, KeySpec]) -> list[str]:
+    problems = []
+    for key in sorted(set(raw) - set(schema)):
+        if key in RETIRED_KEYS:
+            problems.append(
+                f"{PROJECT_NAMESPACE}:{key} is no longer a setting: {RETIRED_KEYS[key]}"
+            )
+            continue
+        hint = did_you_mean(key, schema, f"{PROJECT_NAMESPACE}:")
+        problems.append(
+            f"{PROJECT_NAMESPACE}:{key} is not a setting of this project{hint}; "
+            "the settings are declared in Pulumi.yaml"
+        )
+    return problems
+
+
 def parse_settings(
     raw: Mapping[str, Any],
     *,
     environment: str,
     region: str | None,
     secret_keys: frozenset[str] = frozenset(),
+    schema: Mapping[str, KeySpec] | None = None,
+    region_checks: RegionChecks | None = None,
 ) -> Settings:
-    """Build Settings from raw config values keyed without the `appdb:` namespace.
+    """Build Settings from raw config values keyed without the `appdb:` namespace (every `appdb:`
+    key the stack has, known or not: unknown ones are refused).
 
-    Raises SettingsError naming every bad key, its value and what is allowed.
+    Raises SettingsError naming every bad key, its value and what is allowed, with the problems
+    `region_checks` finds in the region (zones, instance classes) in the same report.
     """
+    schema = project_schema() if schema is None else schema
     r = _Reader(raw, secret_keys)
     problems = r.problems
+    problems.extend(_unknown_keys(raw, schema))
     if not _STACK_NAME.match(environment):
         problems.append(
             f"stack name {environment!r}: must be 1-20 lowercase letters, digits or hyphens, "
             "starting with a letter (it is part of physical resource names)"
         )
+    region_ok = bool(region) and region in known_regions()
     if not region:
         problems.append("aws:region is not set: name the AWS region in the stack file")
+    elif not region_ok:
+        problems.append(
+            f"aws:region = {region!r}: not an AWS region that offers RDS"
+            f"{did_you_mean(str(region), known_regions())}"
+        )
 
     # --- network ---
     vpc_cidr = r.string(
@@ -345,36 +488,48 @@ def parse_settings(
         "must be 1-64 letters, digits or underscores starting with a letter",
         "appdb",
     )
+    majors = " or ".join(repr(m) for m in MAJOR_VERSIONS)
     engine_version = r.string(
         "engineVersion",
-        lambda v: bool(_ENGINE_VERSION.match(v)),
-        "must be a full RDS MySQL 8 version such as 8.0.40 or 8.4.3",
+        lambda v: v in MAJOR_VERSIONS,
+        f"must be a major version: {majors}; RDS owns the minor version (a full version would "
+        "read as a downgrade after RDS's first automatic minor upgrade)",
         "",
     )
-    family = r.string(
-        "parameterGroupFamily",
-        lambda v: v.startswith("mysql"),
-        "must be a MySQL parameter group family such as mysql8.0",
-        "",
+    replica_version = (
+        r.string(
+            "replicaEngineVersion",
+            lambda v: v == "" or v in MAJOR_VERSIONS,
+            f"must be empty (same as appdb:engineVersion) or a major version: {majors}",
+            "",
+        )
+        or engine_version
     )
-    if engine_version and family:
-        expected = "mysql" + ".".join(engine_version.split(".")[:2])
-        if family != expected:
-            r.problem(
-                "parameterGroupFamily",
-                family,
-                f"must match appdb:engineVersion {engine_version!r}, i.e. be {expected!r}",
-            )
+    older = (
+        engine_version
+        and replica_version
+        and MAJOR_VERSIONS.index(replica_version) < MAJOR_VERSIONS.index(engine_version)
+    )
+    if older and r.ok("replicaEngineVersion"):
+        r.problem(
+            "replicaEngineVersion",
+            replica_version,
+            f"read replicas cannot run an older major version than their primary "
+            f"(appdb:engineVersion = {engine_version!r}): replicas are upgraded before their "
+            'source (docs/infrastructure.md, "Major version upgrades")',
+        )
     instance_class = r.string(
         "instanceClass",
         lambda v: bool(_INSTANCE_CLASS.match(v)),
-        "must be an RDS instance class such as db.t4g.medium or db.r6g.large",
+        "must be an RDS instance class: db.<family><generation>[attributes].<size>, such as "
+        "db.t4g.medium or db.r6g.large",
         "",
     )
     replica_class = r.string(
         "replicaInstanceClass",
         lambda v: v == "" or bool(_INSTANCE_CLASS.match(v)),
-        "must be empty (same as appdb:instanceClass) or an RDS instance class such as db.r6g.large",
+        "must be empty (same as appdb:instanceClass) or an RDS instance class: "
+        "db.<family><generation>[attributes].<size>, such as db.r6g.large",
         "",
     )
     for key, cls in (("instanceClass", instance_class), ("replicaInstanceClass", replica_class)):
@@ -434,7 +589,7 @@ def parse_settings(
         "must be an RDS CA identifier such as rds-ca-rsa2048-g1",
         "rds-ca-rsa2048-g1",
     )
-    db_parameters = _db_parameters(r)
+    db_parameters = _db_parameters(r, {engine_version, replica_version})
 
     # --- migrations ---
     migrations = MigrationSettings(
@@ -455,7 +610,28 @@ def parse_settings(
             "must be the path of a PEM CA bundle",
             "certs/rds-global-bundle.pem",
         ),
+        snapshot_retention=r.integer("migrationSnapshotRetention", 1, 100, 5),
     )
+
+    zones: tuple[str, ...] = ()
+    if region_checks is not None and region_ok and region:
+        classes: list[tuple[str, str, str]] = []
+        if instance_class and engine_version and r.ok("instanceClass"):
+            classes.append(("instanceClass", instance_class, engine_version))
+        replica_key = "replicaInstanceClass" if replica_class else "instanceClass"
+        wanted = (replica_key, replica_class or instance_class, replica_version)
+        if replicas and all(wanted) and r.ok(replica_key) and wanted not in classes:
+            classes.append(wanted)
+        count_ok = r.ok("availabilityZoneCount")
+        facts = region_checks(
+            RegionRequest(
+                region=region,
+                zone_count=az_count if count_ok and not existing_vpc_id else None,
+                instance_classes=tuple(classes),
+            )
+        )
+        problems.extend(facts.problems)
+        zones = facts.availability_zones
 
     if problems:
         raise SettingsError(environment, problems)
@@ -475,7 +651,7 @@ def parse_settings(
         credentials_rotation=rotation,
         database_name=database_name,
         engine_version=engine_version,
-        parameter_group_family=family,
+        replica_engine_version=replica_version,
         instance_class=instance_class,
         replica_instance_class=replica_class or instance_class,
         read_replica_count=replicas,
@@ -495,11 +671,12 @@ def parse_settings(
         ca_cert_identifier=ca_cert,
         db_parameters=db_parameters,
         migrations=migrations,
+        availability_zones=zones,
         tags={"Project": PROJECT_NAMESPACE, "Environment": environment, "ManagedBy": "pulumi"},
     )
 
 
-def _db_parameters(r: _Reader) -> tuple[DbParameter, ...]:
+def _db_parameters(r: _Reader, majors: set[str]) -> tuple[DbParameter, ...]:
     """The default parameters with the stack's appdb:dbParameters applied on top."""
     merged = {
         name: DbParameter(name, value, _apply_method(name))
@@ -534,6 +711,9 @@ def _db_parameters(r: _Reader) -> tuple[DbParameter, ...]:
             r.problem(key, spec, "the value must be a string or a number")
             continue
         text = str(value)
+        if "8.4" in majors and name in REMOVED_IN_MYSQL_84:
+            r.problem(key, spec, f"MySQL 8.4 has no such parameter ({REMOVED_IN_MYSQL_84[name]})")
+            continue
         pinned = PINNED_DB_PARAMETERS.get(name)
         if pinned is not None and text != pinned:
             r.problem(key, spec, f"must stay {pinned}: the stack only accepts TLS connections")
@@ -546,40 +726,36 @@ def _apply_method(name: str) -> str:
     return "pending-reboot" if name in STATIC_DB_PARAMETERS else "immediate"
 
 
-# Every key the program reads, for loading from the engine's config.
-SCALAR_KEYS = (
-    "vpcCidr", "availabilityZoneCount", "existingVpcId", "flowLogRetentionDays",
-    "kmsDeletionWindowDays", "masterUsername", "masterPasswordLength",
-    "secretRecoveryWindowDays", "credentialsRotation", "databaseName", "engineVersion",
-    "parameterGroupFamily", "instanceClass", "replicaInstanceClass", "readReplicaCount",
-    "allocatedStorage", "maxAllocatedStorage", "port", "multiAz", "backupRetentionDays",
-    "backupWindow", "maintenanceWindow", "deletionProtection", "finalSnapshot",
-    "applyImmediately", "monitoringIntervalSeconds", "performanceInsightsRetentionDays",
-    "logRetentionDays", "caCertIdentifier", "migrationsLocation", "migrationSnapshot",
-    "migrationOutOfOrder", "migrationLockWaitSeconds", "migrationStatementLockWaitSeconds",
-    "migrationConnectDeadlineSeconds", "tlsCaBundle",
-)  # fmt: skip
+def _stack_config() -> dict[str, Any]:
+    """Every config value the engine gave the program ("ns:key" -> value): the values set in the
+    runtime (the mock engine) and the PULUMI_CONFIG bag the Python language host passes. Keys in
+    the older "ns:config:key" form are normalised."""
+    from pulumi.runtime import config as runtime_config
+
+    values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return {key.replace(":config:", ":", 1): value for key, value in values.items()}
 
 
-def load_settings() -> Settings:
-    """Read and validate the running stack's config; raises SettingsError before any resource."""
+def load_settings(region_checks: RegionChecks | None = None) -> Settings:
+    """Read and validate the running stack's config; raises SettingsError before any resource
+    (the checks of the region run through `region_checks`, which may declare the provider)."""
     import pulumi
 
-    config = pulumi.Config(PROJECT_NAMESPACE)
     raw: dict[str, Any] = {}
     secret_keys: set[str] = set()
-    for key in (*SCALAR_KEYS, *STRUCTURED_KEYS):
-        full_key = f"{PROJECT_NAMESPACE}:{key}"
+    for full_key, value in _stack_config().items():
+        namespace, _, key = full_key.partition(":")
+        if namespace != PROJECT_NAMESPACE or value is None:
+            continue
         if pulumi.runtime.is_config_secret(full_key):
+            # None of these keys should be secret; the value is read, never shown.
             secret_keys.add(full_key)
-            # None of these keys should be secret; read without logging the value.
-            raw[key] = pulumi.runtime.get_config(full_key)
-        else:
-            raw[key] = config.get(key)
+        raw[key] = value
     region = pulumi.Config("aws").get("region")
     return parse_settings(
-        {k: v for k, v in raw.items() if v is not None},
+        raw,
         environment=pulumi.get_stack(),
         region=region,
         secret_keys=frozenset(secret_keys),
+        region_checks=region_checks,
     )

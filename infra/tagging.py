@@ -11,24 +11,19 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from infra.settings import Settings
+
+def standard_tags(project: str, environment: str) -> dict[str, str]:
+    return {"Project": project, "Environment": environment, "ManagedBy": "pulumi"}
 
 
-def standard_tags(settings: Settings) -> dict[str, str]:
-    return {
-        "Project": settings.project,
-        "Environment": settings.environment,
-        "ManagedBy": "pulumi",
-    }
-
-
-def tagged_provider(settings: Settings) -> aws.Provider:
-    """The explicit AWS provider of the stack: its region, and the standard tags as default tags."""
+def tagged_provider(project: str, environment: str, region: str) -> aws.Provider:
+    """The explicit AWS provider of the stack: its region, and the standard tags as default tags.
+    It is declared before the settings are accepted: the checks of the region go through it."""
     return aws.Provider(
         "aws",
         aws.ProviderArgs(
-            region=settings.region,
-            default_tags=aws.ProviderDefaultTagsArgs(tags=standard_tags(settings)),
+            region=region,
+            default_tags=aws.ProviderDefaultTagsArgs(tags=standard_tags(project, environment)),
         ),
         opts=pulumi.ResourceOptions(),
     )

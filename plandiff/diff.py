@@ -15,6 +15,8 @@ from plandiff.rules import (
     SUBNET_GROUP,
     camel,
     forces_replacement,
+    major_of,
+    version_key,
 )
 
 _MISSING = object()
@@ -205,9 +207,18 @@ def _label(resource: Resource) -> str:
 def resource_flags(diff: StackDiff) -> list[Flag]:
     flags: list[Flag] = []
     for resource in diff.removed:
-        if resource.type in DATA_BEARING_TYPES and not _is_replica(resource):
-            what = "database instance" if resource.type == DB_INSTANCE else "KMS key"
-            flags.append(Flag("deleted", resource.name, f"the {what} ({resource.type}) is deleted"))
+        if resource.type not in DATA_BEARING_TYPES:
+            continue
+        if _is_replica(resource):
+            what = (
+                f"the read replica ({resource.type}) is deleted: the reads it serves fail; "
+                "it can only be re-created from the primary (a full copy)"
+            )
+        elif resource.type == DB_INSTANCE:
+            what = f"the database instance ({resource.type}) is deleted"
+        else:
+            what = f"the KMS key ({resource.type}) is deleted"
+        flags.append(Flag("deleted", resource.name, what))
     for resource in diff.added:
         if resource.type != DB_INSTANCE:
             continue
@@ -289,6 +300,17 @@ def _change_flags(change: ResourceChange) -> list[Flag]:
         flags.append(
             Flag("encryption-off", resource.name, f"{label}: storage encryption turned off")
         )
+    multi_az = by_prop.get("multiAz")
+    if multi_az and multi_az.before is True and multi_az.after is not True:
+        flags.append(
+            Flag(
+                "multi-az-off",
+                resource.name,
+                f"{label}: Multi-AZ turned off: the synchronous standby is removed, so a zone "
+                "or host failure means downtime and possible loss of recent writes (FSBP RDS.5)",
+            )
+        )
+    flags.extend(_engine_flags(resource, label, by_prop.get("engineVersion")))
     final = by_prop.get("skipFinalSnapshot")
     if final and final.after is True and final.before is not True and not _is_replica(resource):
         flags.append(
@@ -310,6 +332,47 @@ def _change_flags(change: ResourceChange) -> list[Flag]:
         if prop in by_prop and not by_prop[prop].replaces:
             flags.append(Flag("risky-change", resource.name, f"{label}: {why}"))
     return flags
+
+
+def _engine_flags(resource: Resource, label: str, change: PropertyChange | None) -> list[Flag]:
+    """A major upgrade (what will happen to the instance), or a version lower than before."""
+    if change is None or not isinstance(change.before, str) or not isinstance(change.after, str):
+        return []
+    before, after = change.before, change.after
+    if version_key(after) < version_key(
+        before[: len(after)] if len(after) < len(before) else before
+    ):
+        return [
+            Flag(
+                "engine-downgrade",
+                resource.name,
+                f"{label}: engine version goes from {before} to {after}: RDS refuses "
+                "downgrades; configure the major version (e.g. 8.4) and let RDS own the minor",
+            )
+        ]
+    if major_of(before) == major_of(after):
+        return []
+    moving = f"MySQL {major_of(before)} to {major_of(after)}"
+    blue_green = _get(resource.inputs, "blueGreenUpdate")
+    if _is_replica(resource):
+        what = (
+            f"read replica upgraded in place from {moving}: its reads are unavailable during "
+            "the upgrade (downtime for them); replicas go first, their primary in a later update"
+        )
+    elif isinstance(blue_green, dict) and blue_green.get("enabled") is True:
+        what = (
+            f"upgraded from {moving} by an RDS Blue/Green deployment: a green copy is created "
+            "and kept in sync, then a switchover (writes blocked, typically under a minute; "
+            "the endpoint stays), then the provider deletes the old instance without a final "
+            "snapshot"
+        )
+    else:
+        what = (
+            f"upgraded from {moving} in place: the instance is unavailable for the whole "
+            "upgrade (downtime expected; a Multi-AZ standby is upgraded at the same time), in "
+            "the maintenance window unless appdb:applyImmediately"
+        )
+    return [Flag("major-upgrade", resource.name, f"{label}: {what}")]
 
 
 def is_secret(value: Any) -> bool:

@@ -80,9 +80,37 @@ REPLACE_FORCING: dict[str, frozenset[str]] = {
     ),
 }
 
-# Where a database instance's data lives: deleting one of these loses data (a read replica
-# can be re-created from its primary, so it is listed but not flagged).
+# Where a database instance's data lives: deleting one of these is flagged (a read replica's
+# data can be re-created from its primary, but the reads it serves fail meanwhile).
 DATA_BEARING_TYPES = frozenset({DB_INSTANCE, "aws:kms/key:Key"})
+
+
+# --- engine versions ------------------------------------------------------------------------
+
+
+def refreshed_engine_version(configured: str, actual: str, pending: str = "") -> str:
+    """The `engine_version` the provider records in state when it reads an instance: the
+    configured value unless RDS runs something else. Reproduces terraform-provider-aws'
+    compareActualEngineVersion (internal/service/rds/engine_version.go; pulumi-aws is bridged
+    from it): `engine_version_actual` always takes the running version, but `engine_version`
+    keeps the configured value while an upgrade to it is pending, and when the configured value
+    is a prefix of the running one ("1.3" for "1.3.27"). So a configured major version survives
+    RDS's minor upgrades, and a configured full version is overwritten by them."""
+    if configured and configured == pending:
+        return configured
+    head = actual[: len(configured) + 1] if len(actual) > len(configured) else actual
+    if configured != actual and configured + "." == head:
+        return configured
+    return actual
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version))
+
+
+def major_of(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
 
 # A subnet group change on an existing instance is an in-place ModifyDBInstance in the
 # provider, but it moves the instance to other subnets (a VPC move), which RDS refuses for a

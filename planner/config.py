@@ -4,6 +4,10 @@ Project defaults from the `config:` block of Pulumi.yaml (keys without a namespa
 project, e.g. `port` -> `appdb:port`; namespaced keys such as `aws:region` are kept as they are),
 then the stack file `Pulumi.<stack>.yaml` on top. `secure:` values cannot be decrypted here: they
 become a placeholder and are marked secret.
+
+Declared types are checked as the CLI checks them: `string`, `integer`, `boolean`, and the
+structured `array` (with `items`) and `object` (Pulumi CLI 3.187+); a stack value of another type
+is refused with the file and key named, before the program runs.
 """
 
 from __future__ import annotations
@@ -64,9 +68,12 @@ def load_stack_config_with_secrets(
 
     values: dict[str, Any] = {}
     secrets: set[str] = set()
+    types: dict[str, dict[str, Any]] = {}
     for key, spec in declared.items():
         full_key = _qualify(str(key), project)
         if isinstance(spec, dict):
+            if "type" in spec:
+                types[full_key] = spec
             if "value" in spec:
                 values[full_key] = spec["value"]
             elif "default" in spec:
@@ -86,8 +93,38 @@ def load_stack_config_with_secrets(
             values[full_key] = SECRET_PLACEHOLDER
             secrets.add(full_key)
         else:
+            if full_key in types and not matches_type(value, types[full_key]):
+                raise StackConfigError(
+                    f"{stack_file}: {full_key} = {json.dumps(value)} is not of the type "
+                    f"Pulumi.yaml declares ({describe_type(types[full_key])})"
+                )
             values[full_key] = value
     return dict(sorted(values.items())), frozenset(secrets)
+
+
+def matches_type(value: Any, spec: dict[str, Any]) -> bool:
+    """Does a YAML value fit a declared config type? Scalars are as lenient as the CLI, which
+    keeps them as text: an integer may be written "3", a boolean "true"."""
+    kind = spec.get("type")
+    if kind == "array":
+        items = spec.get("items") or {}
+        return isinstance(value, list) and all(matches_type(item, items) for item in value)
+    if kind == "object":
+        return isinstance(value, dict)
+    if isinstance(value, dict | list):
+        return False
+    text = engine_value(value)
+    if kind == "integer":
+        return bool(text.strip().lstrip("-").isdigit())
+    if kind == "boolean":
+        return text.strip().lower() in ("true", "false")
+    return True  # string: any scalar
+
+
+def describe_type(spec: dict[str, Any]) -> str:
+    if spec.get("type") == "array":
+        return f"array of {describe_type(spec.get('items') or {})}"
+    return str(spec.get("type"))
 
 
 def load_stack_config(project_dir: Path, stack: str) -> dict[str, object]:

@@ -118,7 +118,11 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
                     f"invoke {args.token} uses the default provider, which "
                     "pulumi:disable-default-providers disables"
                 )
-            return mock_call(args.token, dict(args.args), region)
+            try:
+                return mock_call(args.token, dict(args.args), region)
+            except InvokeFailure as failure:
+                # How the engine reports a provider's failed invoke: the SDK raises with it.
+                return {}, [("", str(failure))]  # type: ignore[return-value]
 
     lock = threading.Lock()
     recorded: list[dict[str, Any]] = []
@@ -239,6 +243,9 @@ def mock_resource(
     if typ.startswith("random:"):
         return h[:16], state
 
+    if "name" not in state and "namePrefix" in state:
+        # like the provider's name_prefix: the prefix and a 26-character unique id
+        state["name"] = f"{state['namePrefix']}{h[:26]}"
     if "name" not in state and not typ.startswith("aws:ec2/") and not typ.startswith("aws:vpc/"):
         state["name"] = f"{name}-{h[:7]}"  # like Pulumi's auto-naming
     arn_prefix = f"arn:aws:{module}:{region}:{ACCOUNT_ID}"
@@ -305,19 +312,105 @@ ZONE_LETTERS = {
     "eu-west-1": "abc",
     "eu-central-1": "abc",
 }
+# Zones that are not availability zones, as DescribeAvailabilityZones lists them to an account
+# that opted in to them: a Local Zone and a Wavelength Zone (their names sort before the regular
+# zones'). Only the `zone-type` filter leaves them out.
+OTHER_ZONES = {
+    "us-east-1": [
+        ("us-east-1-atl-2a", "use1-atl2-az1", "us-east-1-atl-2", "local-zone"),
+        ("us-east-1-wl1-bos-wlz-1", "use1-wl1-bos-wlz1", "us-east-1-wl1", "wavelength-zone"),
+    ],
+    "us-west-2": [("us-west-2-lax-1a", "usw2-lax1-az1", "us-west-2-lax-1", "local-zone")],
+}
+
+# RDS for MySQL as DescribeDBEngineVersions (default versions) and
+# DescribeOrderableDBInstanceOptions report it, reduced to what the program asks: the default
+# minor version of each major, and the instance class families offered for MySQL (after the
+# instance class support table, https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/
+# Concepts.DBInstanceClass.Support.html). A class not listed here is refused, as the provider
+# refuses a class AWS does not offer.
+MYSQL_DEFAULT_VERSIONS = {"8.0": "8.0.43", "8.4": "8.4.6"}
+_SIZES = ("large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge")
+MYSQL_CLASSES = frozenset(
+    [f"db.{f}.{s}" for f in ("t3", "t4g") for s in ("micro", "small", "medium", "large")]
+    + [f"db.{f}.{s}" for f in ("t3", "t4g") for s in ("xlarge", "2xlarge")]
+    + [
+        f"db.{f}.{s}"
+        for f in (
+            "m5",
+            "m5d",
+            "m6g",
+            "m6gd",
+            "m6i",
+            "m7g",
+            "r5",
+            "r5b",
+            "r6g",
+            "r6gd",
+            "r6i",
+            "r7g",
+        )
+        for s in _SIZES
+    ]
+)
+
+
+class InvokeFailure(Exception):
+    """A look-up the real provider would answer with an error (no match)."""
+
+
+def _zones(region: str, args: dict[str, Any]) -> dict[str, Any]:
+    letters = ZONE_LETTERS.get(region, "abc")
+    zones = [
+        (
+            f"{region}{c}",
+            f"{region[:3]}{region.split('-')[-1]}-az{i + 1}",
+            region,
+            "availability-zone",
+        )
+        for i, c in enumerate(letters)
+    ] + OTHER_ZONES.get(region, [])
+    for spec in args.get("filters") or []:
+        if spec.get("name") == "zone-type":
+            zones = [z for z in zones if z[3] in spec.get("values", [])]
+    zones.sort()
+    return {
+        "id": region,
+        "names": [z[0] for z in zones],
+        "zoneIds": [z[1] for z in zones],
+        "groupNames": [z[2] for z in zones],
+        "state": args.get("state", "available"),
+    }
 
 
 def mock_call(token: str, args: dict[str, Any], region: str) -> dict[str, Any]:
     if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-        letters = ZONE_LETTERS.get(region, "abc")
+        return _zones(region, args)
+    if token == "aws:rds/getEngineVersion:getEngineVersion":
+        version = MYSQL_DEFAULT_VERSIONS.get(str(args.get("version")))
+        if args.get("engine") != "mysql" or version is None:
+            raise InvokeFailure(f"no RDS engine versions match the criteria: {args}")
         return {
-            "id": region,
-            "names": [f"{region}{c}" for c in letters],
-            "zoneIds": [
-                f"{region[:3]}{region.split('-')[-1]}-az{i + 1}" for i in range(len(letters))
-            ],
-            "groupNames": [region] * len(letters),
-            "state": args.get("state", "available"),
+            "id": version,
+            "engine": "mysql",
+            "version": version,
+            "versionActual": version,
+            "parameterGroupFamily": "mysql" + ".".join(version.split(".")[:2]),
+        }
+    if token == "aws:rds/getOrderableDbInstance:getOrderableDbInstance":
+        wanted = list(args.get("preferredInstanceClasses") or [args.get("instanceClass")])
+        offered = [c for c in wanted if c in MYSQL_CLASSES and args.get("engine") == "mysql"]
+        if not offered:
+            # The data source's own message (internal/service/rds/orderable_instance_data_source.go)
+            raise InvokeFailure(
+                "no RDS DB Instance Classes match the criteria; try a different search"
+            )
+        return {
+            "id": offered[0],
+            "instanceClass": offered[0],
+            "engine": "mysql",
+            "engineVersion": args.get("engineVersion"),
+            "storageType": args.get("storageType", "gp3"),
         }
     if token == "aws:index/getCallerIdentity:getCallerIdentity":
         return {

@@ -27,6 +27,7 @@ from rotation.database import (
     ConnectionFailed,
     connect_as_master,
     probe_login,
+    server_identified_by,
 )
 from rotation.errors import RotationError, RotationFailed
 from rotation.grants import (
@@ -256,11 +257,11 @@ def _set_account(
     """setSecret: create or re-password the account; TLS required; exactly its grants."""
     with session.cursor() as cursor:
         # CREATE ... IF NOT EXISTS leaves an existing account's password alone, hence the
-        # ALTER; both statements are MySQL 8 and MariaDB syntax.
-        cursor.execute(
-            "CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s REQUIRE SSL", (user, password)
-        )
-        cursor.execute("ALTER USER %s@'%%' IDENTIFIED BY %s REQUIRE SSL", (user, password))
+        # ALTER; both are MySQL 8 and MariaDB syntax, with the plugin named on MySQL only
+        # (caching_sha2_password, which 8.4 enables: rotation.database.identified_by).
+        clause = server_identified_by(cursor)
+        cursor.execute(f"CREATE USER IF NOT EXISTS %s@'%%' {clause} REQUIRE SSL", (user, password))
+        cursor.execute(f"ALTER USER %s@'%%' {clause} REQUIRE SSL", (user, password))
         repair_grants(cursor, user, schema, privileges)
 
 

@@ -18,9 +18,33 @@ __all__ = [
     "ConnectionFailed",
     "connect_as",
     "connect_as_master",
+    "identified_by",
     "parse",
     "probe_login",
+    "server_identified_by",
 ]
+
+# The password clause of CREATE/ALTER USER. On MySQL the plugin is named: RDS for MySQL 8.4 has
+# mysql_native_password disabled and caching_sha2_password as its default (authentication_policy
+# "*:caching_sha2_password"; https://dev.mysql.com/doc/refman/8.4/en/native-pluggable-
+# authentication.html), while RDS for MySQL 8.0 made accounts with mysql_native_password, and a
+# plain `IDENTIFIED BY` keeps an account's plugin. Naming it moves every account the stack
+# rotates onto a plugin 8.4 enables (before an 8.0 -> 8.4 upgrade too: 8.0 has it as well).
+# MariaDB, the test server, has no caching_sha2_password: there the clause keeps the server's
+# default (its own mysql_native_password), which is the one difference relied on here.
+MYSQL_PASSWORD_CLAUSE = "IDENTIFIED WITH caching_sha2_password BY %s"
+MARIADB_PASSWORD_CLAUSE = "IDENTIFIED BY %s"
+
+
+def identified_by(server_version: str) -> str:
+    """The password clause for a server reporting `server_version` (SELECT VERSION())."""
+    return MARIADB_PASSWORD_CLAUSE if "mariadb" in server_version.lower() else MYSQL_PASSWORD_CLAUSE
+
+
+def server_identified_by(cursor: pymysql.cursors.Cursor) -> str:
+    cursor.execute("SELECT VERSION()")
+    row = cursor.fetchone()
+    return identified_by(str(row[0] if row else ""))
 
 
 def parse(secret_arn: str, value: dict[str, Any]) -> DatabaseSecret:

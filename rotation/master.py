@@ -36,6 +36,7 @@ from rotation.database import (
     connect_as,
     parse,
     probe_login,
+    server_identified_by,
 )
 from rotation.errors import RotationError, RotationFailed
 from rotation.secret_store import CURRENT, PENDING, PREVIOUS, SecretStore, SecretVersion
@@ -179,7 +180,8 @@ def set_own_password(cursor: pymysql.cursors.Cursor, password: str) -> None:
     cursor.execute("SELECT CURRENT_USER()")
     row = cursor.fetchone()
     user, _, host = str(row[0] if row else "").rpartition("@")
-    cursor.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, host, password))
+    clause = server_identified_by(cursor)  # caching_sha2_password on MySQL (rotation.database)
+    cursor.execute(f"ALTER USER %s@%s {clause}", (user, host, password))
 
 
 def test_secret(

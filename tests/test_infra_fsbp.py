@@ -29,16 +29,20 @@ def test_rds_2_instances_prohibit_public_access():
 
 
 def test_rds_3_instances_are_encrypted_at_rest_with_the_cmk():
+    db = primary(plan_of(PLAN))
+    assert db.inputs["kmsKeyId"] == kms_key_arn(plan_of(PLAN))
     for instance in instances():
         assert instance.inputs["storageEncrypted"] is True
-        assert instance.inputs["kmsKeyId"] == kms_key_arn(plan_of(PLAN))
+        if instance is not db:
+            # a same-region replica is always encrypted with its source's key (and takes none)
+            assert instance.inputs["replicateSourceDb"] == db.inputs["identifier"]
 
 
 def test_rds_4_snapshots_are_encrypted_because_their_instances_are():
     # RDS encrypts snapshots with the key of the encrypted instance they come from.
     for instance in instances():
         assert instance.inputs["storageEncrypted"] is True
-        assert instance.inputs["kmsKeyId"].startswith("arn:aws:kms:")
+    assert primary(plan_of(PLAN)).inputs["kmsKeyId"].startswith("arn:aws:kms:")
 
 
 def test_rds_5_primary_runs_in_multiple_availability_zones():

@@ -15,7 +15,7 @@ STACKS = ("staging", "production")
 # Types that hold data or logs and must be encrypted with the environment's CMK, and the input
 # naming the key.
 ENCRYPTED_TYPES = {
-    "aws:rds/instance:Instance": ("kmsKeyId", "performanceInsightsKmsKeyId"),
+    "aws:rds/instance:Instance": ("performanceInsightsKmsKeyId",),
     "aws:secretsmanager/secret:Secret": ("kmsKeyId",),
     "aws:cloudwatch/logGroup:LogGroup": ("kmsKeyId",),
 }
@@ -72,6 +72,8 @@ def test_everything_that_stores_data_is_encrypted_with_the_environments_cmk(stac
                 assert resource.inputs.get(name) == key, (resource.name, name)
                 checked += 1
     assert checked >= 8
+    # Storage: the primary names the key; same-region replicas inherit it (infra/database.py).
+    assert primary(plan).inputs["kmsKeyId"] == key
     for instance in plan.of_type(INSTANCE):
         assert instance.inputs["storageEncrypted"] is True
         assert instance.inputs["performanceInsightsEnabled"] is True
@@ -155,7 +157,7 @@ def test_database_port_admitted_only_from_the_application_group(stack, port):
 @pytest.mark.parametrize("stack", STACKS)
 def test_parameter_group_carries_the_seed_settings_and_is_auto_named(stack):
     plan = plan_of(stack)
-    (group,) = plan.of_type("aws:rds/parameterGroup:ParameterGroup")
+    group = plan.by_name("database-params")
     params = {p["name"]: p["value"] for p in group.inputs["parameters"]}
     assert params["slow_query_log"] == "1"
     assert params["long_query_time"] == "2"
@@ -166,17 +168,18 @@ def test_parameter_group_carries_the_seed_settings_and_is_auto_named(stack):
     assert params["collation_server"] == "utf8mb4_0900_ai_ci"
     # schema/V3 creates a stored function; RDS's master user needs this to do so.
     assert params["log_bin_trust_function_creators"] == "1"
-    assert group.inputs["family"] == "mysql8.0"
+    assert group.inputs["family"] == "mysql8.4"
     # No fixed name: a family change creates the new group before deleting the old one.
-    assert "name" not in group.inputs and "namePrefix" not in group.inputs
-    assert not group.options["delete_before_replace"]
-    for instance in plan.of_type(INSTANCE):
-        # The group's auto-generated name (logical name plus a suffix).
-        assert instance.inputs["parameterGroupName"].startswith(f"{group.name}-")
+    for each in plan.of_type("aws:rds/parameterGroup:ParameterGroup"):
+        assert "name" not in each.inputs and "namePrefix" not in each.inputs
+        assert not each.options["delete_before_replace"]
+        assert each.inputs["parameters"] == group.inputs["parameters"]
+    # The group's auto-generated name (logical name plus a suffix).
+    assert primary(plan).inputs["parameterGroupName"].startswith(f"{group.name}-")
 
 
 def test_production_parameter_override_from_stack_config_is_applied():
-    (group,) = plan_of("production").of_type("aws:rds/parameterGroup:ParameterGroup")
+    group = plan_of("production").by_name("database-params")
     assert {p["name"]: p["value"] for p in group.inputs["parameters"]}["max_connections"] == "1000"
     (staging_group,) = plan_of("staging").of_type("aws:rds/parameterGroup:ParameterGroup")
     assert "max_connections" not in {p["name"] for p in staging_group.inputs["parameters"]}
@@ -184,12 +187,11 @@ def test_production_parameter_override_from_stack_config_is_applied():
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_option_group_enables_the_mariadb_audit_plugin(stack):
-    (group,) = plan_of(stack).of_type("aws:rds/optionGroup:OptionGroup")
-    assert group.inputs["engineName"] == "mysql"
-    assert group.inputs["majorEngineVersion"] == "8.0"
-    assert [o["optionName"] for o in group.inputs["options"]] == ["MARIADB_AUDIT_PLUGIN"]
-    for instance in plan_of(stack).of_type(INSTANCE):
-        assert instance.inputs["optionGroupName"].startswith("database-options-")
+    for group in plan_of(stack).of_type("aws:rds/optionGroup:OptionGroup"):
+        assert group.inputs["engineName"] == "mysql"
+        assert group.inputs["majorEngineVersion"] == "8.4"
+        assert [o["optionName"] for o in group.inputs["options"]] == ["MARIADB_AUDIT_PLUGIN"]
+    assert primary(plan_of(stack)).inputs["optionGroupName"].startswith("database-options-")
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -215,7 +217,7 @@ def test_log_groups_exist_before_the_instances_encrypted_and_retained(stack):
 def test_instances_pin_engine_and_storage_and_monitoring(stack):
     plan = plan_of(stack)
     db = primary(plan)
-    assert (db.inputs["engine"], db.inputs["engineVersion"]) == ("mysql", "8.0.40")
+    assert (db.inputs["engine"], db.inputs["engineVersion"]) == ("mysql", "8.4")
     storage = {"staging": (20, 100), "production": (100, 1000)}[stack]
     assert (db.inputs["allocatedStorage"], db.inputs["maxAllocatedStorage"]) == storage
     role = plan.by_name("database-monitoring-role")
@@ -231,7 +233,7 @@ def test_instances_pin_engine_and_storage_and_monitoring(stack):
     assert db.inputs["applyImmediately"] is (stack == "staging")
 
 
-def test_production_replicas_replicate_the_primary_with_the_same_key_in_other_zones():
+def test_production_replicas_replicate_the_primary_in_other_zones():
     plan = plan_of("production")
     db = primary(plan)
     zones = sorted(s.inputs["availabilityZone"] for s in plan.of_type("aws:ec2/subnet:Subnet"))
@@ -239,7 +241,7 @@ def test_production_replicas_replicate_the_primary_with_the_same_key_in_other_zo
     for n, replica in enumerate(sorted(replicas(plan), key=lambda r: r.name), start=1):
         assert replica.inputs["replicateSourceDb"] == db.inputs["identifier"]
         assert replica.inputs["identifier"] == f"{db.inputs['identifier']}-replica-{n}"
-        assert replica.inputs["kmsKeyId"] == kms_key_arn(plan)
+        assert "kmsKeyId" not in replica.inputs  # inherited from the primary, same region
         assert replica.inputs["skipFinalSnapshot"] is True
         for absent in ("password", "username", "dbName"):
             assert absent not in replica.inputs
@@ -262,7 +264,8 @@ def test_master_password_is_long_rds_safe_and_the_instance_ignores_later_changes
 def test_secret_is_encrypted_named_per_environment_and_its_value_is_secret(stack):
     plan = plan_of(stack)
     secret = plan.by_name("credentials-master-secret")
-    assert secret.inputs["name"] == f"appdb/{stack}/rds/master"
+    assert secret.inputs["namePrefix"] == f"appdb/{stack}/rds/master-"
+    assert plan.outputs["secretName"].startswith(f"appdb/{stack}/rds/master-")
     assert secret.inputs["recoveryWindowInDays"] == {"staging": 7, "production": 30}[stack]
     version = plan.by_name("credentials-master-secret-value")
     assert version.inputs["secretString"] == SECRET_PLACEHOLDER

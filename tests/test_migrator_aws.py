@@ -171,3 +171,55 @@ def test_failed_snapshot_means_nothing_is_migrated(
     with pytest.raises(Exception, match="cannot snapshot RDS instance appdb-does-not-exist"):
         migrator.migrate()
     assert "a" not in tables(mariadb, database)
+
+
+def _snapshot_settings(instance: str, **extra) -> SnapshotSettings:
+    return SnapshotSettings(instance_identifier=instance, poll_interval=1, wait_timeout=30, **extra)
+
+
+def test_the_snapshot_waits_until_the_instance_is_available(aws: str) -> None:
+    """A replica being created from the primary (or any modification) makes the instance
+    unavailable, and RDS refuses CreateDBSnapshot then: the snapshot is requested only once
+    the instance is `available` again."""
+    import threading
+    import time
+
+    from migrator.snapshot import create_pre_migration_snapshot
+
+    instance = _rds_instance()
+    rds = boto3.client("rds")
+    rds.stop_db_instance(DBInstanceIdentifier=instance)
+    started: list[datetime.datetime] = []
+
+    def start_later() -> None:
+        time.sleep(2.5)
+        started.append(datetime.datetime.now(datetime.UTC))
+        rds.start_db_instance(DBInstanceIdentifier=instance)
+
+    threading.Thread(target=start_later, daemon=True).start()
+    ident = create_pre_migration_snapshot(_snapshot_settings(instance), "7")
+    (snapshot,) = _manual_snapshots(instance)
+    assert snapshot["DBSnapshotIdentifier"] == ident
+    assert started and snapshot["SnapshotCreateTime"] >= started[0].replace(microsecond=0)
+
+
+def test_only_the_newest_n_pre_migration_snapshots_are_kept_and_no_other(aws: str) -> None:
+    from migrator.snapshot import create_pre_migration_snapshot
+
+    instance = _rds_instance()
+    rds = boto3.client("rds")
+    # Snapshots this stack did not make: someone's manual one, and another tool's.
+    rds.create_db_snapshot(
+        DBSnapshotIdentifier=f"{instance}-by-hand", DBInstanceIdentifier=instance
+    )
+    rds.create_db_snapshot(
+        DBSnapshotIdentifier=f"{instance}-other-tool",
+        DBInstanceIdentifier=instance,
+        Tags=[{"Key": "created-by", "Value": "someone-else"}],
+    )
+    made = [
+        create_pre_migration_snapshot(_snapshot_settings(instance, retention=2), version)
+        for version in ("1", "2", "3", "4")
+    ]
+    kept = sorted(s["DBSnapshotIdentifier"] for s in _manual_snapshots(instance))
+    assert kept == sorted([f"{instance}-by-hand", f"{instance}-other-tool", *made[-2:]])

@@ -7,6 +7,7 @@ computed once per (revision, stack) in module-scoped fixtures and shared by the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -224,11 +225,83 @@ def test_a_replaced_subnet_group_is_flagged():
     assert flags_of(original, subnet_group("db-subnets", name="a", subnetIds=["x", "y"])) == []
 
 
-def test_deleting_the_primary_is_flagged_but_not_a_replica():
+def test_deleting_any_database_instance_is_flagged_a_replica_included():
     primary = resource(INSTANCE, "primary", **PRIMARY)
     replica = resource(INSTANCE, "replica-1", replicateSourceDb="appdb-production")
-    assert kinds(report_of(snapshot(primary, replica), snapshot(primary))) == []
+    report = report_of(snapshot(primary, replica), snapshot(primary))
+    assert kinds(report) == ["deleted"]
+    (flag,) = report.flags
+    assert "read replica" in flag.message and "re-created from the primary" in flag.message
     assert kinds(report_of(snapshot(primary, replica), snapshot(replica))) == ["deleted"]
+
+
+def test_turning_multi_az_off_is_flagged():
+    base = snapshot(resource(INSTANCE, "primary", **PRIMARY, multiAz=True))
+    head = snapshot(resource(INSTANCE, "primary", **PRIMARY, multiAz=False))
+    report = report_of(base, head)
+    assert kinds(report) == ["multi-az-off"]
+    assert "standby" in report.flags[0].message
+    assert kinds(report_of(head, base)) == []
+
+
+@pytest.mark.parametrize(
+    ("blue_green", "words"),
+    [
+        (True, ["Blue/Green", "switchover", "without a final snapshot"]),
+        (False, ["in place", "downtime"]),
+    ],
+)
+def test_a_major_upgrade_is_flagged_with_what_will_happen(blue_green, words):
+    before = {**PRIMARY, "engineVersion": "8.0", "blueGreenUpdate": {"enabled": blue_green}}
+    after = {**before, "engineVersion": "8.4"}
+    report = report_of(
+        snapshot(resource(INSTANCE, "primary", **before)),
+        snapshot(resource(INSTANCE, "primary", **after)),
+    )
+    assert kinds(report) == ["major-upgrade"]
+    message = report.flags[0].message
+    assert "8.0 to 8.4" in message
+    for word in words:
+        assert word in message
+    # a new minor is not a major upgrade, and none is flagged
+    minor = {**before, "engineVersion": "8.0.44"}
+    assert (
+        kinds(
+            report_of(
+                snapshot(resource(INSTANCE, "primary", **{**before, "engineVersion": "8.0.43"})),
+                snapshot(resource(INSTANCE, "primary", **minor)),
+            )
+        )
+        == []
+    )
+
+
+def test_after_a_minor_upgrade_a_major_version_config_shows_no_engine_change():
+    """What the provider records at refresh (its compareActualEngineVersion rule), replayed:
+    with `8.4` configured the state keeps `8.4` when RDS runs 8.4.7, so the next plan has no
+    engine change; with a full `8.4.3` configured the state takes 8.4.4 and the plan asks for
+    a downgrade (the defect), which the plan diff flags."""
+    from plandiff.rules import refreshed_engine_version
+
+    def after_refresh(configured: str, actual: str) -> PlanSnapshot:
+        recorded = refreshed_engine_version(configured, actual)
+        return snapshot(resource(INSTANCE, "primary", **{**PRIMARY, "engineVersion": recorded}))
+
+    def config(version: str) -> PlanSnapshot:
+        return snapshot(resource(INSTANCE, "primary", **{**PRIMARY, "engineVersion": version}))
+
+    report = report_of(after_refresh("8.4", "8.4.7"), config("8.4"))
+    assert report.resources.changed == [] and not report.flags
+    report = report_of(after_refresh("8.4.3", "8.4.4"), config("8.4.3"))
+    (change,) = report.resources.changed
+    assert [(c.path, c.before, c.after) for c in change.changes] == [
+        ("engineVersion", "8.4.4", "8.4.3")
+    ]
+    assert kinds(report) == ["engine-downgrade"]
+    # the rule itself, as the provider states it
+    assert refreshed_engine_version("1.3", "1.3.27") == "1.3"
+    assert refreshed_engine_version("8.4", "8.40.1") == "8.40.1"
+    assert refreshed_engine_version("8.4.3", "8.4.4", pending="8.4.3") == "8.4.3"
 
 
 def test_secrets_stay_masked_and_replace_on_changes_options_count():
@@ -464,12 +537,40 @@ def turn_encryption_off(repo: Path) -> None:
     replace_in(repo / "infra" / "database.py", "storage_encrypted=True", "storage_encrypted=False")
 
 
+def start_on_80(repo: Path) -> None:
+    """The base of the upgrade variant: production still on MySQL 8.0."""
+    edit_stack_config(repo, "production", engineVersion="8.0")
+
+
+def upgrade_replicas_to_84(repo: Path) -> None:
+    edit_stack_config(repo, "production", replicaEngineVersion="8.4")
+
+
+def upgrade_primary_to_84(repo: Path) -> None:
+    path = repo / "Pulumi.production.yaml"
+    document = yaml.safe_load(path.read_text())
+    for key in ("appdb:engineVersion", "appdb:replicaEngineVersion"):
+        document["config"].pop(key, None)
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def remove_replicas_and_multi_az(repo: Path) -> None:
+    edit_stack_config(repo, "production", readReplicaCount=0, multiAz=False)
+
+
 # Each variant is a branch from the base with one commit per edit. The three routine changes
 # share one branch (and so one plan): their effects are disjoint and asserted one by one.
 VARIANTS = {
     "routine": [add_replica, change_parameter, add_migration],
     "rotation": [bump_rotation],
     "encryption": [turn_encryption_off],
+    "shrink": [remove_replicas_and_multi_az],
+}
+# The 8.0 -> 8.4 upgrade of production, each step planned against the step before it.
+UPGRADE_STEPS = {
+    "on80": [start_on_80],
+    "replicas84": [start_on_80, upgrade_replicas_to_84],
+    "primary84": [start_on_80, upgrade_replicas_to_84, upgrade_primary_to_84],
 }
 
 
@@ -480,6 +581,7 @@ class History:
     commits: dict[str, str]
     reports: dict[str, StackReport]  # production report of each variant against the base
     unchanged: StackReport  # production, base against itself
+    upgrade: dict[str, StackReport]  # each step of the 8.0 -> 8.4 upgrade against the step before
 
 
 @pytest.fixture(scope="module")
@@ -500,18 +602,21 @@ def history(tmp_path_factory) -> History:
     run_git(repo, "add", "-A")
     run_git(repo, "commit", "-q", "-m", "base")
     base = run_git(repo, "rev-parse", "HEAD")
-    commits = {}
-    for name, edits in VARIANTS.items():
+
+    def branch(name: str, edits) -> str:
         run_git(repo, "checkout", "-q", "-b", name, base)
         for edit in edits:
             edit(repo)
             run_git(repo, "add", "-A")
             run_git(repo, "commit", "-q", "-m", edit.__name__)
-        commits[name] = run_git(repo, "rev-parse", "HEAD")
+        return run_git(repo, "rev-parse", "HEAD")
+
+    commits = {name: branch(name, edits) for name, edits in VARIANTS.items()}
+    step_commits = {name: branch(name, edits) for name, edits in UPGRADE_STEPS.items()}
     run_git(repo, "checkout", "-q", "main")
 
     dirs = {"base": extract_revision(repo, base, work / "base")}
-    for name, commit in commits.items():
+    for name, commit in {**commits, **step_commits}.items():
         dirs[name] = extract_revision(repo, commit, work / name)
     plans = plan_all([(directory, "production", name) for name, directory in dirs.items()])
     base_plans = {"production": plans[(dirs["base"], "production")]}
@@ -521,7 +626,17 @@ def history(tmp_path_factory) -> History:
         (result,) = build_reports(dirs["base"], dirs[name], base_plans, head_plans, ["production"])
         return result
 
-    return History(repo, base, commits, {name: report(name) for name in commits}, report("base"))
+    def step(before: str, after: str) -> StackReport:
+        plan_of = {"production": plans[(dirs[before], "production")]}
+        plan_to = {"production": plans[(dirs[after], "production")]}
+        (result,) = build_reports(dirs[before], dirs[after], plan_of, plan_to, ["production"])
+        return result
+
+    steps = list(UPGRADE_STEPS)
+    upgrade = {after: step(before, after) for before, after in itertools.pairwise(steps)}
+    return History(
+        repo, base, commits, {name: report(name) for name in commits}, report("base"), upgrade
+    )
 
 
 # Top-level components (__main__.py) that hold credentials: a rotation touches nothing else.
@@ -556,7 +671,13 @@ def test_history_one_more_production_replica(history):
 
 def test_history_parameter_group_value_changed(history):
     report = history.reports["routine"]
-    (params,) = [c for c in report.resources.changed if c.resource.type == PARAMS]
+    # the primary's and the replicas' groups carry the same parameters
+    changes = [c for c in report.resources.changed if c.resource.type == PARAMS]
+    assert sorted(c.resource.name for c in changes) == [
+        "database-params",
+        "database-replica-params",
+    ]
+    params = changes[0]
     (change,) = params.changes
     assert (change.path, change.before, change.after, change.replaces) == (
         "parameters[long_query_time].value",
@@ -587,8 +708,10 @@ def test_history_routine_changes_touch_nothing_else(history):
     for change in report.resources.changed:
         if change.resource.type == PARAMS:
             continue
-        # the migrations resource: its script -> checksum map gains the new script
-        assert all(pending.script in p.path for p in change.changes), changed(report)
+        # the migrations resource: its script -> checksum map gains the new script, and it
+        # waits for the new replica too
+        paths = [p.path for p in change.changes if p.path != "options.depends_on"]
+        assert all(pending.script in path for path in paths), changed(report)
     assert [c.path for c in report.resources.config] == [
         "appdb:dbParameters",
         "appdb:readReplicaCount",
@@ -622,6 +745,38 @@ def test_history_encryption_off_is_flagged(history):
     ]
     text = render_report([report], "b", "h")
     assert "🚩" in text and "is REPLACED" in text
+
+
+def test_history_removing_replicas_and_multi_az_is_flagged(history):
+    """Today's "0 to add, 10 to remove", exit 0: now every removed instance and the lost
+    standby are flagged."""
+    report = history.reports["shrink"]
+    removed = [r.name for r in report.resources.removed if r.type == INSTANCE]
+    assert len(removed) == 2
+    deleted = sorted(f.subject for f in report.flags if f.kind == "deleted")
+    assert deleted == sorted(removed)
+    assert "multi-az-off" in {f.kind for f in report.flags}
+    text = render_report([report], "b", "h")
+    assert "No flagged changes." not in text
+
+
+def test_history_the_80_to_84_upgrade_plans_replicas_first_then_the_primary(history):
+    replicas_step = history.upgrade["replicas84"]
+    upgraded = {f.subject for f in replicas_step.flags if f.kind == "major-upgrade"}
+    assert upgraded == {"database-replica-1", "database-replica-2"}
+    instances = {
+        c.resource.name: c for c in replicas_step.resources.changed if c.resource.type == INSTANCE
+    }
+    assert set(instances) == upgraded  # the primary is untouched in step 1
+    assert not any(c.replaces for c in instances.values())
+    # the replicas' groups are replaced by 8.4 ones; the primary's groups stay
+    replaced_groups = {c.resource.name for c in replicas_step.resources.changed if c.replaces}
+    assert replaced_groups == {"database-replica-params", "database-replica-options"}
+    primary_step = history.upgrade["primary84"]
+    (flag,) = [f for f in primary_step.flags if f.kind == "major-upgrade"]
+    assert flag.subject == "database-primary"
+    assert "in place" in flag.message and "downtime" in flag.message
+    assert not [f for f in primary_step.flags if f.kind == "replacement"]
 
 
 def test_cli_exit_codes_and_output_file(history, tmp_path):

@@ -251,3 +251,30 @@ def test_plan_cli_what_if_with_invalid_values_lists_every_problem():
     assert "appdb:readReplicaCount = '9': must be an integer from 0 to 5" in completed.stderr
     assert "appdb:masterPasswordLength = '8': must be an integer from 16 to 41" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_structured_keys_are_declared_with_types_and_checked_like_the_cli(demo: Path):
+    (demo / "Pulumi.yaml").write_text(
+        DEMO_PROJECT
+        + "  tags:\n    type: object\n    default: {}\n    description: extra tags\n"
+        + "  zones:\n    type: array\n    items:\n      type: string\n    default: []\n"
+        + "    description: zones\n"
+    )
+    values, _ = load_stack_config_with_secrets(demo, "dev")
+    assert (values["demo:tags"], values["demo:zones"]) == ({}, [])
+    (demo / "Pulumi.typed.yaml").write_text(
+        "config:\n  demo:tags: {team: db}\n  demo:zones: [a, b]\n"
+        "  demo:size: '4'\n  demo:token: t\n"
+    )
+    values, _ = load_stack_config_with_secrets(demo, "typed")
+    assert (values["demo:tags"], values["demo:zones"]) == ({"team": "db"}, ["a", "b"])
+    for bad, words in (
+        ("demo:tags: [1]", "demo:tags = [1] is not of the type Pulumi.yaml declares (object)"),
+        ("demo:zones: {a: 1}", "(array of string)"),
+        ("demo:zones: [[1]]", "(array of string)"),
+        ("demo:size: two", 'demo:size = "two" is not of the type Pulumi.yaml declares (integer)'),
+    ):
+        (demo / "Pulumi.bad.yaml").write_text(f"config:\n  {bad}\n")
+        with pytest.raises(StackConfigError) as caught:
+            load_stack_config(demo, "bad")
+        assert "Pulumi.bad.yaml" in str(caught.value) and words in str(caught.value)

@@ -99,7 +99,7 @@ def test_role_secrets_are_encrypted_and_readonly_points_at_a_replica(plans):
     key = next(r for r in plans["first"].resources if r.type == "aws:kms/key:Key")
     for role in ("app", "readonly"):
         secret = resources[f"application-users-{role}-secret"]
-        assert secret.inputs["name"] == f"appdb/production/rds/{role}"
+        assert secret.inputs["namePrefix"] == f"appdb/production/rds/{role}-"
         assert key.urn in secret.options["depends_on"]  # kmsKeyId is the environment's CMK
         assert secret.inputs["kmsKeyId"].startswith("arn:aws:kms:")
     roles = resources["application-users-accounts"].inputs["roles"]

@@ -11,11 +11,10 @@ import pytest
 import yaml
 
 from infra.settings import (
-    SCALAR_KEYS,
-    STRUCTURED_KEYS,
     Settings,
     SettingsError,
     parse_settings,
+    project_schema,
 )
 from planner import load_stack_config, run_plan
 from planner.config import engine_value
@@ -84,7 +83,8 @@ BAD_VALUES = [
     ("backupRetentionDays", 36, "from 0 to 35"),
     ("availabilityZoneCount", 1, "from 2 to 6"),
     ("masterPasswordLength", 15, "from 16 to 41"),
-    ("parameterGroupFamily", "mysql5.7", "must match appdb:engineVersion '8.0.40'"),
+    ("engineVersion", "8.4.3", "a major version: '8.0' or '8.4'"),
+    ("engineVersion", "9.1", "a major version: '8.0' or '8.4'"),
 ]
 
 
@@ -103,12 +103,39 @@ def test_allocated_storage_above_max_allocated_is_rejected():
     )
 
 
-def test_family_is_checked_against_the_engine_version_both_ways():
-    assert (
-        parse(engineVersion="8.4.3", parameterGroupFamily="mysql8.4").major_engine_version == "8.4"
+def test_the_parameter_group_family_follows_the_engine_version():
+    settings = parse(engineVersion="8.0")
+    assert (settings.major_engine_version, settings.parameter_group_family) == ("8.0", "mysql8.0")
+    assert parse().parameter_group_family == "mysql8.4"
+    assert parse("production", engineVersion="8.0", replicaEngineVersion="8.4").replica_family == (
+        "mysql8.4"
     )
-    (problem,) = problems(engineVersion="8.4.3")
-    assert "appdb:parameterGroupFamily = 'mysql8.0'" in problem and "'mysql8.4'" in problem
+
+
+def test_unknown_keys_are_refused_with_a_did_you_mean_and_retired_ones_explained():
+    found = problems("production", readReplicaCnt=2, instanceClas="db.r6g.large", zzz=1)
+    assert found == [
+        "appdb:instanceClas is not a setting of this project (did you mean appdb:instanceClass?); "
+        "the settings are declared in Pulumi.yaml",
+        "appdb:readReplicaCnt is not a setting of this project (did you mean "
+        "appdb:readReplicaCount?); the settings are declared in Pulumi.yaml",
+        "appdb:zzz is not a setting of this project; the settings are declared in Pulumi.yaml",
+    ]
+    (retired,) = problems(parameterGroupFamily="mysql8.0")
+    assert retired.startswith("appdb:parameterGroupFamily is no longer a setting")
+    assert "follows appdb:engineVersion" in retired
+
+
+def test_a_region_that_is_not_a_region_is_refused_with_a_did_you_mean():
+    raw, _ = raw_config("staging")
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(raw, environment="staging", region="us-east1")
+    (problem,) = caught.value.problems
+    assert problem.startswith("aws:region = 'us-east1': not an AWS region")
+    assert "did you mean us-east-1?" in problem
+    assert parse_settings(raw, environment="staging", region="eu-central-1").region == (
+        "eu-central-1"
+    )
 
 
 def test_all_problems_are_reported_together():
@@ -119,20 +146,22 @@ def test_all_problems_are_reported_together():
         backupRetentionDays=99,
         availabilityZoneCount=1,
         masterPasswordLength=8,
-        parameterGroupFamily="mysql5.7",
+        engineVersion="8.0.40",
+        readReplicaCnt=1,
     )
     keys = [p.split(" ", 1)[0] for p in found]
     assert keys == [
+        "appdb:readReplicaCnt",
         "appdb:availabilityZoneCount",
         "appdb:masterPasswordLength",
-        "appdb:parameterGroupFamily",
+        "appdb:engineVersion",
         "appdb:instanceClass",
         "appdb:readReplicaCount",
         "appdb:allocatedStorage",
         "appdb:backupRetentionDays",
     ]
     message = str(SettingsError("staging", found))
-    assert "7 problems" in message and "nothing was declared" in message
+    assert "8 problems" in message and "nothing was declared" in message
 
 
 @pytest.mark.parametrize(
@@ -151,7 +180,9 @@ def test_all_problems_are_reported_together():
         ("vpcCidr", "10.0.0.0/8", "/16 to /24"),
         ("backupWindow", "3am", "hh:mm-hh:mm"),
         ("maintenanceWindow", "sunday", "ddd:hh:mm-ddd:hh:mm"),
-        ("engineVersion", "8.0", "full RDS MySQL 8 version"),
+        ("engineVersion", "8.0.40", "RDS owns the minor version"),
+        ("replicaEngineVersion", "8.1", "a major version"),
+        ("migrationSnapshotRetention", 0, "from 1 to 100"),
         ("instanceClass", "db.t4g.micro", "Performance Insights"),
         ("existingVpcId", "my-vpc", "vpc-0123456789abcdef0"),
         ("migrationsLocation", "/abs/path", "relative to the project"),
@@ -242,22 +273,34 @@ def test_bad_stack_name_is_reported():
     assert "stack name 'Prod_1'" in caught.value.problems[0]
 
 
-def test_pulumi_yaml_declares_every_scalar_key_with_type_default_and_description():
-    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
-    project_keys = {k for k in declared if ":" not in k}
-    assert project_keys == set(SCALAR_KEYS)
-    types = {"string": str, "integer": int, "boolean": bool}
-    for key in SCALAR_KEYS:
+def test_pulumi_yaml_declares_every_key_with_its_type_default_and_description():
+    document = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    declared = document["config"]
+    types = {"string": str, "integer": int, "boolean": bool, "array": list, "object": dict}
+    project_keys = [k for k in declared if ":" not in k]
+    assert project_keys == list(project_schema())
+    for key in project_keys:
         spec = declared[key]
-        assert set(spec) == {"type", "default", "description"}, key
+        assert set(spec) - {"items"} == {"type", "default", "description"}, key
         assert isinstance(spec["default"], types[spec["type"]]), key
         assert spec["description"].strip(), key
+    # The structured keys carry their own types (object/array, Pulumi CLI 3.187+): nothing is
+    # documented only in prose any more.
+    assert declared["dbParameters"]["type"] == "object"
+    assert declared["existingSubnetIds"] == {
+        "type": "array",
+        "items": {"type": "string"},
+        "default": [],
+        "description": declared["existingSubnetIds"]["description"],
+    }
+    # The CLI version the project needs, where Pulumi lets a project declare it.
+    assert document["requiredPulumiVersion"] == ">=3.187.0"
 
 
 @pytest.mark.parametrize("stack", ["staging", "production"])
-def test_stack_files_only_use_declared_or_documented_keys(stack):
+def test_stack_files_only_use_declared_keys(stack):
     config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
-    known = {f"appdb:{k}" for k in (*SCALAR_KEYS, *STRUCTURED_KEYS)}
+    known = {f"appdb:{k}" for k in project_schema()}
     known |= {"aws:region", "pulumi:disable-default-providers"}
     assert set(config) <= known
     assert config["aws:region"]
@@ -271,7 +314,8 @@ def test_stack_files_only_use_declared_or_documented_keys(stack):
 
 
 def test_invalid_config_declares_nothing():
-    """Settings are validated before any resource, provider included, is declared."""
+    """Settings are validated before any AWS resource is declared: only the stack's tagged
+    provider exists by then (the preview-time checks of the region go through it)."""
     from planner import PlanError
 
     with pytest.raises(PlanError) as caught:
@@ -279,12 +323,12 @@ def test_invalid_config_declares_nothing():
     assert caught.value.error_type == "SettingsError"
     assert "appdb:readReplicaCount = '7'" in str(caught.value)
     assert "appdb:masterPasswordLength = '12'" in str(caught.value)
-    assert caught.value.declared == []
+    assert [r.type for r in caught.value.declared] == ["pulumi:providers:aws"]
 
 
 def test_readme_lists_every_config_key():
     text = (ROOT / "README.md").read_text()
-    missing = [k for k in (*SCALAR_KEYS, *STRUCTURED_KEYS) if f"`appdb:{k}`" not in text]
+    missing = [k for k in project_schema() if f"`appdb:{k}`" not in text]
     assert missing == []
 
 
@@ -293,3 +337,17 @@ def test_replicas_may_have_their_own_instance_class():
         "db.r6g.xlarge"
     )
     assert parse("production").replica_instance_class == "db.r6g.large"  # empty: the primary's
+
+
+def test_the_language_hosts_config_bag_is_read_too(monkeypatch):
+    """Under the real CLI a Python program gets its config as the PULUMI_CONFIG bag (older
+    engines spell keys "ns:config:key"): every `appdb:` key in it is seen, unknown ones too."""
+    import json as json_module
+
+    from infra.settings import _stack_config
+
+    monkeypatch.setenv(
+        "PULUMI_CONFIG",
+        json_module.dumps({"appdb:config:readReplicaCnt": "2", "aws:region": "us-east-1"}),
+    )
+    assert _stack_config() == {"appdb:readReplicaCnt": "2", "aws:region": "us-east-1"}

@@ -57,6 +57,7 @@ OPTIONAL_INPUTS: dict[str, Any] = {
     "lock_wait_seconds": 60,
     "statement_lock_wait_seconds": 10,
     "snapshot_before_migrate": False,
+    "snapshot_retention": 5,  # pre-migration snapshots kept (older ones the engine made go)
     "instance_identifier": None,  # RDS instance to snapshot before migrating
 }
 INPUT_KEYS = (*REQUIRED_STRINGS, "port", "migrations", *OPTIONAL_INPUTS)
@@ -228,7 +229,11 @@ def _snapshot_settings(props: Mapping[str, Any]) -> SnapshotSettings:
             "snapshot_before_migrate is on but instance_identifier is empty: "
             "name the RDS instance to snapshot"
         )
-    return SnapshotSettings(instance_identifier=str(identifier), region=str(props["region"]))
+    return SnapshotSettings(
+        instance_identifier=str(identifier),
+        region=str(props["region"]),
+        retention=int(props.get("snapshot_retention") or OPTIONAL_INPUTS["snapshot_retention"]),
+    )
 
 
 def _connection_settings(props: Mapping[str, Any], secret: Any) -> ConnectionSettings:
