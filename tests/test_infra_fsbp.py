@@ -97,6 +97,41 @@ def test_rds_18_instances_are_deployed_in_the_stacks_vpc():
     assert primary(plan).inputs["dbSubnetGroupName"].startswith("network-db-subnets-")
 
 
+def event_subscription(source_type: str):
+    plan = plan_of(PLAN)
+    (subscription,) = [
+        s
+        for s in plan.of_type("aws:rds/eventSubscription:EventSubscription")
+        if s.inputs["sourceType"] == source_type
+    ]
+    assert subscription.inputs["enabled"] is True
+    assert subscription.inputs["snsTopic"] == plan.outputs["alarmTopicArn"]
+    return subscription.inputs
+
+
+def test_rds_20_event_subscription_covers_critical_instance_events():
+    subscription = event_subscription("db-instance")
+    assert {"maintenance", "configuration change", "failure"} <= set(
+        subscription["eventCategories"]
+    )
+    identifiers = {i.inputs["identifier"] for i in instances()}
+    assert set(subscription["sourceIds"]) == identifiers  # primary and both replicas
+
+
+def test_rds_21_event_subscription_covers_critical_parameter_group_events():
+    subscription = event_subscription("db-parameter-group")
+    assert "configuration change" in subscription["eventCategories"]
+    # The stack's one parameter group, the one every instance uses.
+    assert len(plan_of(PLAN).of_type("aws:rds/parameterGroup:ParameterGroup")) == 1
+    assert {i.inputs["parameterGroupName"] for i in instances()} == set(subscription["sourceIds"])
+
+
+def test_rds_22_event_subscription_covers_critical_security_group_events():
+    subscription = event_subscription("db-security-group")
+    assert {"configuration change", "failure"} <= set(subscription["eventCategories"])
+    assert not subscription.get("sourceIds")  # every DB security group of the account
+
+
 def test_rds_23_instances_do_not_use_the_engine_default_port():
     for instance in instances():
         assert instance.inputs["port"] != 3306
