@@ -172,6 +172,11 @@ def test_kms_5_key_policy_grants_no_public_access():
             assert principal["AWS"] == "arn:aws:iam::123456789012:root"
 
 
+def test_sns_1_the_alarm_topic_is_encrypted_with_the_cmk():
+    (topic,) = plan_of(PLAN).of_type("aws:sns/topic:Topic")
+    assert topic.inputs["kmsMasterKeyId"] == kms_key_arn(plan_of(PLAN))
+
+
 def test_ec2_2_default_security_group_has_no_rules():
     (default_sg,) = plan_of(PLAN).of_type("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
     assert default_sg.inputs["ingress"] == [] and default_sg.inputs["egress"] == []
