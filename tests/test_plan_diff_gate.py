@@ -8,38 +8,19 @@ The same steps as .github/workflows/pull-request.yml (job `plans`) and plan-diff
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_plan_diff import PROJECT_DIRS, project_repository
+from test_plan_diff import run_git as git
 
-ROOT = Path(__file__).resolve().parent.parent
-FILES = ["Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.production.yaml", "__main__.py"]
-DIRS = ["infra", "planner", "migrator", "rotation", "schema", "certs", "plandiff", "scripts"]
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "gate test",
-    "GIT_AUTHOR_EMAIL": "gate@example.invalid",
-    "GIT_COMMITTER_NAME": "gate test",
-    "GIT_COMMITTER_EMAIL": "gate@example.invalid",
-}
+DIRS = [*PROJECT_DIRS, "plandiff", "scripts"]  # the checkouts run their own plan-diff
 SWITCH_OFF = (
     "def destructive_operations(sql: str) -> list[str]:\n",
     "def destructive_operations(sql: str) -> list[str]:\n    return []  # nothing to see here\n",
 )
-
-
-def git(repo: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", "-C", str(repo), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **GIT_ENV},
-        check=True,
-    )
-    return result.stdout.strip()
 
 
 def checkout(repo: Path, commit: str, destination: Path) -> Path:
@@ -62,18 +43,7 @@ def plan_diff(checkout_dir: Path, repo: Path, *args: str) -> subprocess.Complete
 def pull_request(tmp_path_factory):
     work = tmp_path_factory.mktemp("gate")
     repo = work / "repo"
-    repo.mkdir()
-    for name in FILES:
-        shutil.copy2(ROOT / name, repo / name)
-    for name in DIRS:
-        if (ROOT / name).is_dir():
-            shutil.copytree(
-                ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-            )
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "base")
-    base = git(repo, "rev-parse", "HEAD")
+    base = project_repository(repo, DIRS)
     git(repo, "checkout", "-q", "-b", "pr")
     rules = repo / "plandiff" / "rules.py"
     text = rules.read_text()
