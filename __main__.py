@@ -180,7 +180,10 @@ monitoring = Monitoring(
             for n, replica in enumerate(database.replicas, start=1)
         ),
     ],
-    parameter_group_name=database.parameter_group.name,
+    parameter_group_names=[
+        database.parameter_group.name,
+        *([database.replica_groups[0].name] if database.replica_groups else []),
+    ],
     opts=with_provider,
 )
 pulumi.export("alarmTopicArn", monitoring.topic_arn)

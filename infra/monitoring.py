@@ -119,7 +119,7 @@ class Monitoring(pulumi.ComponentResource):
         settings: Settings,
         kms_key_arn: pulumi.Input[str],
         instances: Sequence[MonitoredInstance],
-        parameter_group_name: pulumi.Input[str],
+        parameter_group_names: Sequence[pulumi.Input[str]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("appdb:monitoring:Monitoring", name, None, opts)
@@ -169,7 +169,7 @@ class Monitoring(pulumi.ComponentResource):
         self.alarms = []
         for target in instances:
             self._instance_alarms(target)
-        self._event_subscriptions(instances, parameter_group_name)
+        self._event_subscriptions(instances, parameter_group_names)
 
         dashboard_name = self._prefix
         identifiers = [t.instance.identifier for t in instances]
@@ -322,7 +322,9 @@ class Monitoring(pulumi.ComponentResource):
     # --- RDS events ---------------------------------------------------------------------------
 
     def _event_subscriptions(
-        self, instances: Sequence[MonitoredInstance], parameter_group_name: pulumi.Input[str]
+        self,
+        instances: Sequence[MonitoredInstance],
+        parameter_group_names: Sequence[pulumi.Input[str]],
     ) -> None:
         subscriptions: tuple[
             tuple[str, str, Sequence[str], list[pulumi.Input[str]] | None], ...
@@ -337,7 +339,7 @@ class Monitoring(pulumi.ComponentResource):
                 "parameter-groups",
                 "db-parameter-group",
                 PARAMETER_GROUP_EVENT_CATEGORIES,
-                [parameter_group_name],
+                list(parameter_group_names),
             ),
             # No source ids: this stack has VPC security groups, not DB security groups;
             # FSBP RDS.22 asks for the subscription all the same.

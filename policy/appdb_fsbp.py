@@ -108,11 +108,14 @@ def _encrypted_with_cmk(args: ResourceValidationArgs, report: ReportViolation) -
     props = args.props
     if props.get("storageEncrypted") is not True:
         report("storageEncrypted must be true", None)
-    if not _has(props, "kmsKeyId"):
+    # A same-region read replica takes its source's key and must not name one (AWS refuses the
+    # parameter; infra/database.py): the source's check covers it.
+    replica = _has(props, "replicateSourceDb")
+    if not replica and not _has(props, "kmsKeyId"):
         report(
             "kmsKeyId must name the stack's customer-managed KMS key (not RDS's default key)", None
         )
-    elif "alias/aws/" in str(_plain(props.get("kmsKeyId"))):
+    elif _has(props, "kmsKeyId") and "alias/aws/" in str(_plain(props.get("kmsKeyId"))):
         report("kmsKeyId names an AWS-managed key: use the stack's customer-managed key", None)
 
 

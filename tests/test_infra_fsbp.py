@@ -121,8 +121,9 @@ def test_rds_20_event_subscription_covers_critical_instance_events():
 def test_rds_21_event_subscription_covers_critical_parameter_group_events():
     subscription = event_subscription("db-parameter-group")
     assert "configuration change" in subscription["eventCategories"]
-    # The stack's one parameter group, the one every instance uses.
-    assert len(plan_of(PLAN).of_type("aws:rds/parameterGroup:ParameterGroup")) == 1
+    # The stack's parameter groups (the primary's and the replicas'), the ones the instances use.
+    groups = plan_of(PLAN).of_type("aws:rds/parameterGroup:ParameterGroup")
+    assert len(subscription["sourceIds"]) == len(groups) == 2
     assert {i.inputs["parameterGroupName"] for i in instances()} == set(subscription["sourceIds"])
 
 
