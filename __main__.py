@@ -11,6 +11,7 @@ from infra.app_users import ApplicationUsers
 from infra.credentials import Credentials, CredentialsArgs
 from infra.database import Database, DatabaseArgs
 from infra.encryption import Encryption, EncryptionArgs
+from infra.monitoring import MonitoredInstance, Monitoring
 from infra.network import Network, NetworkArgs
 from infra.preflight import AwsRegionChecks
 from infra.rotation import MasterRotation
@@ -164,3 +165,26 @@ pulumi.export("appSecretArn", application_users.secret_arns["app"])
 pulumi.export("readonlySecretArn", application_users.secret_arns["readonly"])
 pulumi.export("appSecretName", application_users.secret_names["app"])
 pulumi.export("readonlySecretName", application_users.secret_names["readonly"])
+
+# --- Monitoring (infra/monitoring.py; README "Monitoring") -----------------------------------
+# The seed's Prometheus alerts as CloudWatch alarms per instance, RDS event subscriptions, one
+# encrypted SNS topic for all notifications, one dashboard.
+monitoring = Monitoring(
+    "monitoring",
+    settings=settings,
+    kms_key_arn=encryption.key_arn,
+    instances=[
+        MonitoredInstance("primary", database.instance, settings.instance_class, False),
+        *(
+            MonitoredInstance(f"replica-{n}", replica, settings.replica_instance_class, True)
+            for n, replica in enumerate(database.replicas, start=1)
+        ),
+    ],
+    parameter_group_names=[
+        database.parameter_group.name,
+        *([database.replica_groups[0].name] if database.replica_groups else []),
+    ],
+    opts=with_provider,
+)
+pulumi.export("alarmTopicArn", monitoring.topic_arn)
+pulumi.export("dashboardUrl", monitoring.dashboard_url)

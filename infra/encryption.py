@@ -83,6 +83,22 @@ def key_policy(account_id: str, partition: str, region: str) -> str:
                 }
             },
         },
+        *(
+            {
+                # The alarm topic is encrypted with this key (infra/monitoring.py): the services
+                # publishing to it need the data key; the topic's policy limits them to this
+                # account. https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html
+                "Sid": sid,
+                "Effect": "Allow",
+                "Principal": {"Service": service},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+            }
+            for sid, service in (
+                ("CloudWatchAlarmsPublishToTheAlarmTopic", "cloudwatch.amazonaws.com"),
+                ("RdsEventsPublishToTheAlarmTopic", "events.rds.amazonaws.com"),
+            )
+        ),
     ]
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
 

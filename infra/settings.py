@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from infra.instance_classes import UnknownInstanceClass, max_connections, memory_bytes
+
 PROJECT_NAMESPACE = "appdb"
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
 
@@ -101,6 +103,8 @@ _PARAMETER_NAME = re.compile(r"^[a-z][a-z0-9_.]*$")
 _TOKEN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 _CA_IDENTIFIER = re.compile(r"^rds-ca-[a-z0-9-]+$")
+_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,.]+(?:\.[^@\s,.]+)+$")
+_SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 
 
 class SettingsError(ValueError):
@@ -179,6 +183,32 @@ class MigrationSettings:
 
 
 @dataclass(frozen=True)
+class AlarmThreshold:
+    threshold: int
+    evaluation_periods: int  # of one minute each (slow queries: of five minutes)
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Alarms, notifications and the dashboard (infra/monitoring.py); defaults are the seed's
+    Prometheus rules where it has one."""
+
+    alarm_emails: tuple[str, ...]
+    alarm_topic_arn: str | None  # an existing topic instead of the stack's own
+    availability_periods: int
+    connections: AlarmThreshold  # percent of max_connections
+    cpu: AlarmThreshold  # percent
+    free_storage: AlarmThreshold  # percent of allocated storage
+    freeable_memory: AlarmThreshold  # percent of the class's memory
+    cpu_credit_balance: AlarmThreshold  # credits (burstable classes only)
+    replica_lag: AlarmThreshold  # seconds
+    slow_queries: AlarmThreshold  # slow queries per five minutes
+    # Derived per class: the parameter group's max_connections or RDS's default formula.
+    max_connections: dict[str, int] = field(default_factory=dict)
+    memory_bytes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Settings:
     project: str
     environment: str
@@ -219,6 +249,7 @@ class Settings:
     ca_cert_identifier: str
     db_parameters: tuple[DbParameter, ...]
     migrations: MigrationSettings
+    monitoring: MonitoringSettings
     # regular availability zones chosen for the subnets (empty with an existing VPC)
     availability_zones: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
@@ -633,6 +664,8 @@ def parse_settings(
         problems.extend(facts.problems)
         zones = facts.availability_zones
 
+    alarms = _monitoring(r, db_parameters, (instance_class, replica_class or instance_class))
+
     if problems:
         raise SettingsError(environment, problems)
     return Settings(
@@ -672,6 +705,7 @@ def parse_settings(
         db_parameters=db_parameters,
         migrations=migrations,
         availability_zones=zones,
+        monitoring=alarms,
         tags={"Project": PROJECT_NAMESPACE, "Environment": environment, "ManagedBy": "pulumi"},
     )
 
@@ -720,6 +754,71 @@ def _db_parameters(r: _Reader, majors: set[str]) -> tuple[DbParameter, ...]:
             continue
         merged[name] = DbParameter(name, text, method)
     return tuple(merged[name] for name in sorted(merged))
+
+
+def _monitoring(
+    r: _Reader, db_parameters: tuple[DbParameter, ...], classes: tuple[str, ...]
+) -> MonitoringSettings:
+    emails_text = r.string("alarmEmails", lambda v: True, "", "")
+    emails = tuple(e.strip() for e in emails_text.split(",") if e.strip())
+    bad = [e for e in emails if not _EMAIL.match(e)]
+    if bad:
+        r.problem("alarmEmails", emails_text, f"not e-mail addresses: {', '.join(bad)}")
+    topic = r.string(
+        "alarmTopicArn",
+        lambda v: v == "" or bool(_SNS_TOPIC_ARN.match(v)),
+        "must be empty or an SNS topic ARN like arn:aws:sns:us-east-1:123456789012:ops",
+        "",
+    )
+    if emails and topic:
+        r.problem(
+            "alarmTopicArn",
+            topic,
+            "give either appdb:alarmEmails (subscribed to the stack's own topic) or an "
+            "existing topic, not both",
+        )
+
+    def alarm(name: str, unit: str, low: int, high: int, fallback: int, periods: int):
+        return AlarmThreshold(
+            r.integer(f"alarm{name}{unit}", low, high, fallback),
+            r.integer(f"alarm{name}Periods", 1, 60, periods),
+        )
+
+    max_connections_parameter = next(
+        (p.value for p in db_parameters if p.name == "max_connections"), None
+    )
+    connections_by_class: dict[str, int] = {}
+    memory_by_class: dict[str, int] = {}
+    for key, cls in zip(("instanceClass", "replicaInstanceClass"), classes, strict=True):
+        if not cls or cls in memory_by_class:
+            continue
+        try:
+            memory_by_class[cls] = memory_bytes(cls)
+            connections_by_class[cls] = max_connections(cls, max_connections_parameter)
+        except UnknownInstanceClass:
+            r.problem(
+                key,
+                cls,
+                "its memory is not known to infra/instance_classes.py, so the connection and "
+                "memory alarms cannot be derived: use a db.t3/t4g, db.m*, db.r*, db.x2* or "
+                "db.z1d class, or add the class there",
+            )
+        except ValueError as error:
+            r.problem("dbParameters.max_connections", max_connections_parameter, str(error))
+    return MonitoringSettings(
+        alarm_emails=emails,
+        alarm_topic_arn=topic or None,
+        availability_periods=r.integer("alarmAvailabilityPeriods", 1, 60, 1),
+        connections=alarm("Connections", "Percent", 1, 100, 80, 2),
+        cpu=alarm("Cpu", "Percent", 1, 100, 80, 5),
+        free_storage=alarm("FreeStorage", "Percent", 1, 99, 10, 5),
+        freeable_memory=alarm("FreeableMemory", "Percent", 1, 99, 10, 5),
+        cpu_credit_balance=alarm("CpuCredit", "Balance", 0, 100000, 20, 5),
+        replica_lag=alarm("ReplicaLag", "Seconds", 1, 86400, 30, 1),
+        slow_queries=alarm("SlowQueries", "", 1, 1000000, 10, 1),
+        max_connections=connections_by_class,
+        memory_bytes=memory_by_class,
+    )
 
 
 def _apply_method(name: str) -> str:

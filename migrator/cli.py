@@ -149,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         )
     from migrator.discovery import load_migrations
     from migrator.engine import MigrationOptions, Migrator
+    from migrator.masking import mask_passwords
     from migrator.snapshot import SnapshotSettings
 
     migrations = load_migrations(args.locations)
@@ -200,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"-- {step.migration.script}{start}")
             for number, stmt in enumerate(step.statements[step.start :], start=step.start + 1):
                 print(f"-- [{number}] line {stmt.line}")
-                print(stmt.sql + ";" if "\n" not in stmt.sql else stmt.sql + "\n;")
+                sql = mask_passwords(stmt.sql)  # what is shown, never what is run
+                print(sql + ";" if "\n" not in sql else sql + "\n;")
     elif args.command == "migrate":
         result = migrator.migrate()
         if result.snapshot_id:

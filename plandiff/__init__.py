@@ -26,8 +26,11 @@ from plandiff.revisions import (
     PlanDiffError,
     StackPlan,
     extract_revision,
+    load_plan,
     plan_all,
+    plan_file,
     resolve,
+    save_plan,
 )
 from plandiff.rules import REPLACE_FORCING, destructive_operations
 
@@ -107,9 +110,16 @@ def compare(
     base: str,
     head: str | None = None,
     stacks: Sequence[str] = DEFAULT_STACKS,
+    *,
+    plans: Path | None = None,
+    save_plans: Path | None = None,
 ) -> Comparison:
     """Diff the stacks of `project_dir` (a git checkout) between `base` and `head`
-    (a revision, or None for the working tree as it is, uncommitted changes included)."""
+    (a revision, or None for the working tree as it is, uncommitted changes included).
+
+    `save_plans` writes both sides' plans under that directory (`base/<stack>.json`,
+    `head/<stack>.json`); `plans` reads them from there instead of running the programs, so
+    the verdict can be computed by other code than the code that planned (the PR gate)."""
     project_dir = project_dir.resolve()
     stacks = list(dict.fromkeys(stacks))
     base_commit = resolve(project_dir, base)
@@ -123,13 +133,29 @@ def compare(
             head_commit = resolve(project_dir, head)
             head_dir = extract_revision(project_dir, head_commit, scratch / "head")
             head_label = f"{code(head)} ({code(head_commit[:12])})"
-        jobs = [(base_dir, s, "base") for s in stacks] + [(head_dir, s, "head") for s in stacks]
-        plans = plan_all(jobs)
+        sides = {"base": base_dir, "head": head_dir}
+        if plans is not None:
+            planned = {
+                (side, s): load_plan(plan_file(plans, side, s), directory, s)
+                for side, directory in sides.items()
+                for s in stacks
+            }
+        else:
+            jobs = [(directory, s, side) for side, directory in sides.items() for s in stacks]
+            computed = plan_all(jobs)
+            planned = {
+                (side, s): computed[(directory, s)]
+                for side, directory in sides.items()
+                for s in stacks
+            }
+            if save_plans is not None:
+                for (side, s), stack_plan in planned.items():
+                    save_plan(stack_plan, plan_file(save_plans, side, s))
         reports = build_reports(
             base_dir,
             head_dir,
-            {s: plans[(base_dir, s)] for s in stacks},
-            {s: plans[(head_dir, s)] for s in stacks},
+            {s: planned[("base", s)] for s in stacks},
+            {s: planned[("head", s)] for s in stacks},
             stacks,
         )
     return Comparison(reports, base_label, head_label)

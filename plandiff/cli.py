@@ -25,12 +25,33 @@ def main(argv: list[str] | None = None) -> int:
         help=f"stack to diff; repeat for several (default: {' and '.join(DEFAULT_STACKS)})",
     )
     parser.add_argument("--output", type=Path, help="write the report here instead of stdout")
+    saved = parser.add_mutually_exclusive_group()
+    saved.add_argument(
+        "--save-plans",
+        type=Path,
+        metavar="DIR",
+        help="also write both sides' plans to DIR (base/<stack>.json, head/<stack>.json)",
+    )
+    saved.add_argument(
+        "--plans",
+        type=Path,
+        metavar="DIR",
+        help="read both sides' plans from DIR (written by --save-plans) instead of running "
+        "the programs: the PR gate's verdict (docs/pipeline.md)",
+    )
     parser.add_argument(
         "--project-dir", type=Path, default=Path("."), help="the Pulumi project (a git checkout)"
     )
     args = parser.parse_args(argv)
     try:
-        comparison = compare(args.project_dir, args.base, args.head, args.stacks or DEFAULT_STACKS)
+        comparison = compare(
+            args.project_dir,
+            args.base,
+            args.head,
+            args.stacks or DEFAULT_STACKS,
+            plans=args.plans,
+            save_plans=args.save_plans,
+        )
     except PlanDiffError as error:
         print(f"plan-diff: {error}", file=sys.stderr)
         return EXIT_ERROR

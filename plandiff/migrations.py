@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from migrator.discovery import load_migrations, parse_name, version_key
 from migrator.errors import ConfigurationError
+from migrator.masking import mask_passwords
 from migrator.splitter import split_statements
 from plandiff.diff import Flag
 from plandiff.rules import destructive_operations
 
 FIRST_LINE_WIDTH = 100
-
-# Literals that can carry a password inside a statement's first line.
-_PASSWORD_LITERAL = re.compile(
-    r"""(?ix)
-    ( \bIDENTIFIED\s+(?:WITH\s+\S+\s+)?(?:BY|AS)\s+(?:PASSWORD\s+)?
-    | \bPASSWORD\s*(?:=\s*|\(\s*)
-    )
-    ('(?:[^'\\]|\\.|'')*'?|"(?:[^"\\]|\\.|"")*"?)
-    """
-)
 
 
 @dataclass(frozen=True)
@@ -52,13 +42,10 @@ class MigrationDiff:
         return not (self.pending or self.removed or self.flags)
 
 
-def mask_passwords(text: str) -> str:
-    return _PASSWORD_LITERAL.sub(lambda m: f"{m.group(1)}'[secret]'", text)
-
-
 def first_line(sql: str) -> str:
-    line = next((ln.strip() for ln in sql.strip().splitlines() if ln.strip()), "")
-    line = mask_passwords(line)
+    # Masked as a whole first: a password clause may start on the first line and end later.
+    masked = mask_passwords(sql)
+    line = next((ln.strip() for ln in masked.strip().splitlines() if ln.strip()), "")
     if len(line) > FIRST_LINE_WIDTH:
         line = line[: FIRST_LINE_WIDTH - 1] + "…"
     return line

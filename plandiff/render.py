@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,12 +30,41 @@ class StackReport:
         return not self.resources.has_changes and self.migrations.is_empty
 
 
-def code(text: str) -> str:
-    """An inline code span that survives any content, including inside a table cell."""
-    text = text.replace("|", "\\|").replace("\n", " ")
-    fence = "``" if "`" in text else "`"
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
+_BACKTICK_RUNS = re.compile(r"`+")
+_LINE_BREAKS = re.compile(r"[\r\n\t\v\f\x85\u2028\u2029]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def _one_line(text: str) -> str:
+    return _CONTROL.sub("\ufffd", _LINE_BREAKS.sub(" ", text))
+
+
+def code(text: str, in_table: bool = True) -> str:
+    """An inline code span that shows `text` literally, whatever it holds.
+
+    Everything the report takes from the repository (file names, SQL, resource names, values)
+    goes through here: inside a code span CommonMark and GitHub render no HTML, links,
+    emphasis, mentions or references. The fence is one backtick longer than the longest run in
+    the text, so no content can close it; line breaks become spaces (a code span cannot end
+    its list item or table row); in a table cell `|` is escaped (GFM splits cells first).
+    """
+    text = _one_line(text)
+    if in_table:
+        text = text.replace("|", "\\|")
+    longest = max((len(run) for run in _BACKTICK_RUNS.findall(text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith(("`", " ")) or text.endswith(("`", " ")) else ""
     return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def prose(text: str, literal: str = "") -> str:
+    """Text of a message, on one line, with every ASCII punctuation character backslash-escaped
+    (CommonMark then renders it literally: no HTML, link, emphasis or heading); occurrences of
+    `literal` (the file or resource the message is about) are shown as code."""
+    if literal and literal in text:
+        return code(literal, in_table=False).join(prose(part) for part in text.split(literal))
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", _one_line(text))
 
 
 def value(v: Any) -> str:
@@ -69,12 +99,15 @@ def summary_line(report: StackReport) -> str:
 
 
 def render_stack(report: StackReport) -> list[str]:
-    out = [f"## `{report.stack}`: {summary_line(report)}", ""]
+    out = [f"## {code(report.stack, False)}: {summary_line(report)}", ""]
     if report.is_empty:
         return out
     if report.flags:
         out += [f"### {MARK} Flagged", ""]
-        out += [f"- **{f.kind}** · {code(f.subject)}: {f.message}" for f in report.flags]
+        out += [
+            f"- **{f.kind}** · {code(f.subject, in_table=False)}: {prose(f.message, f.subject)}"
+            for f in report.flags
+        ]
         out.append("")
     r = report.resources
     if r.config:
@@ -84,7 +117,7 @@ def render_stack(report: StackReport) -> list[str]:
         if resources:
             out += [f"### {title}", "", "| Type | Name | Component |", "|---|---|---|"]
             out += [
-                f"| {code(res.type)} | {code(res.name)} | {res.component or '-'} |"
+                f"| {code(res.type)} | {code(res.name)} | {_component(res.component)} |"
                 for res in resources
             ]
             out.append("")
@@ -94,7 +127,8 @@ def render_stack(report: StackReport) -> list[str]:
             res = change.resource
             verb = " — **replaced**" if change.replaces else ""
             out += [
-                f"#### {code(res.type)} {code(res.name)} ({res.component or '-'}){verb}",
+                f"#### {code(res.type, False)} {code(res.name, False)} "
+                f"({_component(res.component, False)}){verb}",
                 "",
             ]
             out += _property_table("Property", change.changes)
@@ -104,15 +138,20 @@ def render_stack(report: StackReport) -> list[str]:
 
     m = report.migrations
     if m.pending or m.removed:
-        out += [f"### Migrations that would become pending ({code(m.location + '/')})", ""]
+        location = code(m.location + "/", in_table=False)
+        out += [f"### Migrations that would become pending ({location})", ""]
         for pending in m.pending:
-            out.append(f"- {code(pending.script)} ({pending.status})")
+            out.append(f"- {code(pending.script, False)} ({pending.status})")
             for s in pending.statements:
                 danger = f" — {MARK} {', '.join(s.destructive)}" if s.destructive else ""
-                out.append(f"  {s.number}. line {s.line}: {code(s.first_line)}{danger}")
-        out += [f"- {code(script)} (removed)" for script in m.removed]
+                out.append(f"  {s.number}. line {s.line}: {code(s.first_line, False)}{danger}")
+        out += [f"- {code(script, False)} (removed)" for script in m.removed]
         out.append("")
     return out
+
+
+def _component(name: str, in_table: bool = True) -> str:
+    return code(name, in_table) if name else "-"
 
 
 def _property_table(heading: str, changes: list[PropertyChange] | tuple[PropertyChange, ...]):
@@ -129,7 +168,7 @@ def render_report(reports: list[StackReport], base_label: str, head_label: str) 
         "# Offline plan diff",
         "",
         f"Base {base_label} → head {head_label}; stacks: "
-        + ", ".join(code(r.stack) for r in reports)
+        + ", ".join(code(r.stack, False) for r in reports)
         + ". Computed under the Pulumi mock engine from the stack files: no cloud "
         "credentials, no state (values only known after apply are mocked).",
         "",

@@ -8,6 +8,7 @@ so nothing leaks between revisions. Plans of several stacks and revisions run in
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import tarfile
@@ -100,3 +101,41 @@ def plan_all(jobs: list[tuple[Path, str, str]]) -> dict[tuple[Path, str], StackP
             for directory, stack, label in jobs
         }
         return {key: future.result() for key, future in futures.items()}
+
+
+# --- plans computed elsewhere (the PR gate: docs/pipeline.md) ----------------------------------
+# The pull request's own workflow runs its program and saves the plans; the gate, running the
+# default branch's code, reads them as data. Nothing in a saved plan is executed; the migrations
+# folder still comes from the stack file the gate reads itself.
+
+
+def plan_file(directory: Path, side: str, stack: str) -> Path:
+    return directory / side / f"{stack}.json"
+
+
+def save_plan(plan: StackPlan, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(plan.plan.to_json() + "\n", encoding="utf-8")
+
+
+def load_plan(path: Path, project_dir: Path, stack: str) -> StackPlan:
+    """A saved plan of `stack`, with the migrations folder from `project_dir`'s stack file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        snapshot = PlanSnapshot.from_dict(data)
+    except FileNotFoundError:
+        raise PlanDiffError(f"no saved plan {path}: the plans job did not produce it") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise PlanDiffError(f"saved plan {path} is not a plan ({error})") from None
+    if snapshot.stack != stack:
+        raise PlanDiffError(f"saved plan {path} is of stack {snapshot.stack!r}, not {stack!r}")
+    location = DEFAULT_LOCATION
+    if has_stack(project_dir, stack):
+        import planner
+
+        try:
+            config = planner.load_stack_config(project_dir, stack)
+        except planner.StackConfigError as error:
+            raise PlanDiffError(f"reading stack {stack!r} failed: {error}") from error
+        location = str(config.get("appdb:migrationsLocation") or DEFAULT_LOCATION)
+    return StackPlan(snapshot, location)

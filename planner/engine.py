@@ -269,6 +269,9 @@ def mock_resource(
             resourceId=f"db-{h[:26].upper()}",
         )
         return identifier, state
+    if typ == "aws:sns/topic:Topic":
+        state["arn"] = f"{arn_prefix}:{state['name']}"
+        return state["arn"], state
     if typ == "aws:secretsmanager/secret:Secret":
         state["arn"] = f"{arn_prefix}:secret:{state['name']}-{h[:6]}"
         return state["arn"], state

@@ -97,6 +97,42 @@ def test_rds_18_instances_are_deployed_in_the_stacks_vpc():
     assert primary(plan).inputs["dbSubnetGroupName"].startswith("network-db-subnets-")
 
 
+def event_subscription(source_type: str):
+    plan = plan_of(PLAN)
+    (subscription,) = [
+        s
+        for s in plan.of_type("aws:rds/eventSubscription:EventSubscription")
+        if s.inputs["sourceType"] == source_type
+    ]
+    assert subscription.inputs["enabled"] is True
+    assert subscription.inputs["snsTopic"] == plan.outputs["alarmTopicArn"]
+    return subscription.inputs
+
+
+def test_rds_20_event_subscription_covers_critical_instance_events():
+    subscription = event_subscription("db-instance")
+    assert {"maintenance", "configuration change", "failure"} <= set(
+        subscription["eventCategories"]
+    )
+    identifiers = {i.inputs["identifier"] for i in instances()}
+    assert set(subscription["sourceIds"]) == identifiers  # primary and both replicas
+
+
+def test_rds_21_event_subscription_covers_critical_parameter_group_events():
+    subscription = event_subscription("db-parameter-group")
+    assert "configuration change" in subscription["eventCategories"]
+    # The stack's parameter groups (the primary's and the replicas'), the ones the instances use.
+    groups = plan_of(PLAN).of_type("aws:rds/parameterGroup:ParameterGroup")
+    assert len(subscription["sourceIds"]) == len(groups) == 2
+    assert {i.inputs["parameterGroupName"] for i in instances()} == set(subscription["sourceIds"])
+
+
+def test_rds_22_event_subscription_covers_critical_security_group_events():
+    subscription = event_subscription("db-security-group")
+    assert {"configuration change", "failure"} <= set(subscription["eventCategories"])
+    assert not subscription.get("sourceIds")  # every DB security group of the account
+
+
 def test_rds_23_instances_do_not_use_the_engine_default_port():
     for instance in instances():
         assert instance.inputs["port"] != 3306
@@ -135,6 +171,11 @@ def test_kms_5_key_policy_grants_no_public_access():
         assert "*" not in json.dumps(principal.get("AWS", ""))
         if "Service" not in principal:
             assert principal["AWS"] == "arn:aws:iam::123456789012:root"
+
+
+def test_sns_1_the_alarm_topic_is_encrypted_with_the_cmk():
+    (topic,) = plan_of(PLAN).of_type("aws:sns/topic:Topic")
+    assert topic.inputs["kmsMasterKeyId"] == kms_key_arn(plan_of(PLAN))
 
 
 def test_ec2_2_default_security_group_has_no_rules():

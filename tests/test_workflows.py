@@ -49,7 +49,10 @@ def load(name: str) -> dict:
 
 def test_the_expected_workflows_exist():
     names = {path.name for path in WORKFLOW_FILES}
-    assert {"pull-request.yml", "deploy.yml", "rotate-credentials.yml", "pulumi-stack.yml"} <= names
+    assert {
+        "pull-request.yml", "plan-diff-gate.yml", "deploy.yml", "rotate-credentials.yml",
+        "pulumi-stack.yml",
+    } <= names  # fmt: skip
 
 
 def test_workflows_pass_actionlint():
@@ -137,19 +140,52 @@ def test_run_steps_are_valid_bash(tmp_path):
 # --- the wiring ---------------------------------------------------------------------------
 
 
-def test_pull_request_runs_the_makefile_checks_and_the_offline_plan_diff():
+def test_pull_request_runs_the_makefile_checks_and_saves_plans_without_a_verdict():
     workflow = load("pull-request.yml")
     runs = [step.get("run", "") for step in workflow["jobs"]["checks"]["steps"]]
     for target in ("make lint", "make typecheck", "make test"):
         assert target in runs
-    plan_diff = workflow["jobs"]["plan-diff"]
-    assert plan_diff["permissions"]["pull-requests"] == "write"
-    script = "\n".join(step.get("run", "") for step in plan_diff["steps"])
-    assert "scripts/plan-diff --base" in script
-    # One comment edited in place: the github-script step looks up its marker comment.
-    comment = next(s for s in plan_diff["steps"] if s.get("uses", "").startswith("actions/github"))
-    assert "updateComment" in comment["with"]["script"]
-    assert "<!-- appdb:plan-diff -->" in comment["with"]["script"]
+    assert "plan-diff" not in workflow["jobs"]  # the verdict is the gate's (plan-diff-gate.yml)
+    plans = workflow["jobs"]["plans"]
+    assert plans["permissions"] == {"contents": "read"}  # runs the PR's code: no write access
+    assert plans["steps"][0]["with"]["persist-credentials"] is False
+    script = "\n".join(step.get("run", "") for step in plans["steps"])
+    assert "scripts/plan-diff --base" in script and "--save-plans plans" in script
+    assert "pull-request.json" in script
+    (upload,) = [
+        s for s in plans["steps"] if s.get("uses", "").startswith("actions/upload-artifact")
+    ]
+    assert upload["with"]["name"] == "plan-diff-plans"
+    assert not any("github-script" in s.get("uses", "") for s in plans["steps"])
+
+
+def test_the_gate_runs_the_default_branchs_plan_diff_over_the_plans_as_data():
+    workflow = load("plan-diff-gate.yml")
+    # workflow_run: the definition and the checkout are the default branch's, never the PR's.
+    assert workflow["on"] == {
+        "workflow_run": {"workflows": [load("pull-request.yml")["name"]], "types": ["completed"]}
+    }
+    job = workflow["jobs"]["gate"]
+    assert job["permissions"] == {
+        "contents": "read", "actions": "read", "pull-requests": "write", "statuses": "write",
+    }  # fmt: skip
+    steps = job["steps"]
+    checkouts = [s for s in steps if s.get("uses", "").startswith("actions/checkout")]
+    assert len(checkouts) == 1 and "ref" not in checkouts[0].get("with", {})
+    (download,) = [s for s in steps if s.get("uses", "").startswith("actions/download-artifact")]
+    assert download["with"]["name"] == "plan-diff-plans"
+    assert download["with"]["run-id"] == "${{ github.event.workflow_run.id }}"
+    script = "\n".join(step.get("run", "") for step in steps)
+    assert "scripts/plan-diff --base" in script and "--plans untrusted" in script
+    assert "-r requirements.txt" in script  # the default branch's, before anything is fetched
+    # Nothing of the PR is installed or run: its head is only fetched as git objects.
+    assert "untrusted/" not in script.replace("--plans untrusted", "")
+    assert "git fetch --no-tags origin" in script
+    scripts = "\n".join(s.get("with", {}).get("script", "") for s in steps)
+    assert "pr.head.sha !== process.env.HEAD_SHA" in scripts  # the artifact's claim is checked
+    assert 'context: "appdb/plan-diff"' in scripts and "createCommitStatus" in scripts
+    assert "updateComment" in scripts and "<!-- appdb:plan-diff -->" in scripts
+    assert "flagged-changes-reviewed" in scripts
 
 
 def ca_bundle_step(steps: list[dict]) -> int:
@@ -162,9 +198,9 @@ def ca_bundle_step(steps: list[dict]) -> int:
     )
 
 
-def test_pull_request_preview_only_with_aws_access_and_through_oidc():
+def test_pull_request_preview_uses_its_own_read_only_role_and_the_base_policy_pack():
     job = load("pull-request.yml")["jobs"]["preview"]
-    assert "vars.AWS_ROLE_ARN != ''" in job["if"]
+    assert "vars.AWS_PREVIEW_ROLE_ARN != ''" in job["if"]
     assert job["permissions"] == {
         "contents": "read",
         "id-token": "write",
@@ -176,17 +212,33 @@ def test_pull_request_preview_only_with_aws_access_and_through_oidc():
     install = next(
         i for i, step in enumerate(steps) if ".venv/bin/pip install" in step.get("run", "")
     )
+    pack = next(
+        i for i, step in enumerate(steps) if "trusted/policy/venv/bin/pip" in step.get("run", "")
+    )
     aws = uses.index("aws-actions/configure-aws-credentials@v4")
     pulumi = uses.index("pulumi/actions@v6")
     assert ca_bundle_step(steps) < pulumi
-    assert install < pulumi and aws < pulumi
-    assert steps[aws]["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
+    assert install < pulumi and pack < pulumi and aws < pulumi
+    assert steps[aws]["with"]["role-to-assume"] == "${{ vars.AWS_PREVIEW_ROLE_ARN }}"
     assert not any("aws-access-key-id" in step.get("with", {}) for step in steps)
+    (base,) = [s for s in steps if s.get("with", {}).get("path") == "trusted"]
+    assert base["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    assert base["with"]["sparse-checkout"] == "policy"
     preview = steps[pulumi]["with"]
     assert preview["command"] == "preview"
+    assert preview["policyPacks"] == "${{ github.workspace }}/trusted/policy"
     assert preview["diff"] is True and preview["comment-on-pr"] is True
     assert preview["cloud-url"] == "${{ vars.PULUMI_BACKEND_URL }}"
     assert preview["secrets-provider"] == "${{ vars.PULUMI_SECRETS_PROVIDER }}"
+
+
+def test_no_workflow_uses_a_shared_role_or_a_self_hosted_runner():
+    for path in WORKFLOW_FILES:
+        text = path.read_text()
+        assert "vars.AWS_ROLE_ARN" not in text, path.name
+        assert "DEPLOY_RUNNER" not in text and "self-hosted" not in text, path.name
+        for job in load(path.name)["jobs"].values():
+            assert job.get("runs-on", "ubuntu-latest") == "ubuntu-latest", path.name
 
 
 def test_deploy_promotes_staging_then_production_through_the_reusable_workflow():
@@ -208,12 +260,29 @@ def test_the_reusable_deploy_job_is_gated_serialised_and_never_cancelled():
     assert job["permissions"]["id-token"] == "write"
     commands = [s["with"]["command"] for s in job["steps"] if s.get("uses") == "pulumi/actions@v6"]
     assert commands == ["preview", "up"]
+    assert job["runs-on"] == "ubuntu-latest"  # the database work runs in the in-VPC function
+    roles = [
+        s["with"]["role-to-assume"]
+        for s in job["steps"]
+        if s.get("uses") == "aws-actions/configure-aws-credentials@v4"
+    ]
+    assert roles == ["${{ vars.AWS_DEPLOY_ROLE_ARN }}"]
+    guard = next(
+        s for s in job["steps"] if "AWS_DEPLOY_ROLE_ARN" in s.get("env", {}).get("ROLE", "")
+    )
+    assert "exit 1" in guard["run"]
+    pack = next(
+        i for i, s in enumerate(job["steps"]) if "policy/venv/bin/pip install" in s.get("run", "")
+    )
     first_pulumi = next(
         i for i, s in enumerate(job["steps"]) if s.get("uses") == "pulumi/actions@v6"
     )
     assert ca_bundle_step(job["steps"]) < first_pulumi
+    assert pack < first_pulumi
     for step in job["steps"]:
         if step.get("uses") == "pulumi/actions@v6":
+            # The policy pack on both, mandatory policies failing the step.
+            assert step["with"]["policyPacks"] == "${{ github.workspace }}/policy"
             assert step["with"]["cloud-url"] == "${{ vars.PULUMI_BACKEND_URL }}"
             assert step["with"]["secrets-provider"] == "${{ vars.PULUMI_SECRETS_PROVIDER }}"
 
