@@ -13,13 +13,13 @@ from rotation_support import can_login, master_account, value
 from support_aws import create_secret, grpc_struct, provider_host, run_in_fresh_interpreter
 
 from infra.providers.rotation import (
-    UNKNOWN,
     ApplicationUsersProvider,
     CredentialRotationError,
     MasterPasswordRotationProvider,
 )
 from rotation.grants import ROLE_PRIVILEGES, schema_target
 from standins.mariadb import MariaDBServer
+from vpcrunner.requests import UNKNOWN
 
 PASSWORD_1 = "Rotated-Master.Password~number+1"
 PASSWORD_2 = "Rotated-Master.Password~number+2"

@@ -20,24 +20,17 @@ importable module, so they are pickled by reference and nothing secret can ride 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pulumi
 from pulumi import dynamic
 
-from infra.providers.inputs import (
-    UNKNOWN,
-    ca_bundle_path,
-    changed_keys,
-    echoed_inputs,
-    port_failures,
-    required_string_failures,
-)
+from infra.providers.inputs import UNKNOWN, changed_keys, check_failures, parsed
 from migrator.errors import MigrationError
-from rotation.app_users import (
-    ApplicationUsers as ApplicationUsersRequest,
-)
+from rotation.app_users import ApplicationUsers as UsersRotation
 from rotation.app_users import (
     RoleEndpoint,
     RoleState,
@@ -48,6 +41,7 @@ from rotation.errors import RotationError
 from rotation.grants import desired_grants
 from rotation.master import MasterRotation, rotate_master, token_parts, update_endpoint
 from rotation.secret_store import CURRENT, PREVIOUS, SecretStore, derive_token
+from vpcrunner.requests import ApplicationUsersRequest, MasterRotationRequest, resolve
 
 T = TypeVar("T")
 
@@ -65,72 +59,84 @@ def _readable(what: str, action: Callable[[], T]) -> T:
         raise CredentialRotationError(f"{what}: {error}") from None
 
 
+def _defaults(request_type: type) -> dict[str, Any]:
+    return {
+        f.name: f.default
+        for f in dataclasses.fields(request_type)
+        if f.default is not dataclasses.MISSING
+    }
+
+
+def _ca_bundle(path: str | None) -> str | None:
+    return str(resolve(Path.cwd(), path)) if path else None
+
+
 # --- master password ----------------------------------------------------------------------
 
-MASTER_INPUTS = (
-    "secret_arn",
-    "region",
-    "host",
-    "port",
-    "rotation",
-    "ca_bundle",
-    "connect_deadline_seconds",
-    "test_deadline_seconds",
-)
-MASTER_DEFAULTS: dict[str, Any] = {
-    "ca_bundle": None,
-    "connect_deadline_seconds": 600,
-    "test_deadline_seconds": 30,
-}
+MASTER_INPUTS = tuple(f.name for f in dataclasses.fields(MasterRotationRequest))
+MASTER_DEFAULTS: dict[str, Any] = _defaults(MasterRotationRequest)
 
 
-def _master_request(props: Mapping[str, Any]) -> MasterRotation:
+def _new_password(props: Mapping[str, Any]) -> str:
+    # A secret input, deliberately not a field of the request (which is echoed into state).
+    password = props.get("new_password")
+    if not isinstance(password, str) or not password:
+        raise CredentialRotationError("master password rotation: new_password is empty")
+    return password
+
+
+def _master_rotation(request: MasterRotationRequest, new_password: str) -> MasterRotation:
     return MasterRotation(
-        secret_arn=str(props["secret_arn"]),
-        new_password=str(props["new_password"]),
-        rotation=str(props["rotation"]),
-        host=str(props["host"]),
-        port=int(props["port"]),
-        region=str(props["region"]),
-        ca_bundle=ca_bundle_path(props.get("ca_bundle")),
-        connect_deadline=float(props.get("connect_deadline_seconds") or 600),
-        test_deadline=float(props.get("test_deadline_seconds") or 30),
+        secret_arn=request.secret_arn,
+        new_password=new_password,
+        rotation=request.rotation,
+        host=request.host,
+        port=request.port,
+        region=request.region,
+        ca_bundle=_ca_bundle(request.ca_bundle),
+        connect_deadline=float(request.connect_deadline_seconds),
+        test_deadline=float(request.test_deadline_seconds),
     )
 
 
 def master_rotation_token(props: Mapping[str, Any]) -> str:
-    """A one-way fingerprint of (secret, rotation value, password): what `diff` compares."""
+    """A one-way fingerprint of (secret, rotation value, password): what `diff` compares.
+    Computed from the raw inputs: during preview they are not parsed."""
     return derive_token(
         *token_parts(str(props["secret_arn"]), str(props["rotation"]), str(props["new_password"]))
     )
 
 
-def _master_outputs(props: Mapping[str, Any], version_id: str, previous: str | None) -> dict:
+def _master_outputs(
+    request: MasterRotationRequest, token: str, version_id: str, previous: str | None
+) -> dict[str, Any]:
     # The password is deliberately not echoed: outputs hold ids and endpoints only.
     return {
-        **echoed_inputs(props, MASTER_INPUTS, MASTER_DEFAULTS),
-        "rotation_token": master_rotation_token(props),
+        **request.as_inputs(),
+        "rotation_token": token,
         "version_id": version_id,
         "previous_version_id": previous,
     }
 
 
-def _current_and_previous(props: Mapping[str, Any]) -> list[str | None]:
+def _current_and_previous(request: MasterRotationRequest) -> list[str | None]:
     """The master secret's AWSCURRENT and AWSPREVIOUS version ids (one describe call)."""
-    store = SecretStore(str(props["region"]))
-    return store.versions_with(str(props["secret_arn"]), CURRENT, PREVIOUS)
+    store = SecretStore(request.region)
+    return store.versions_with(request.secret_arn, CURRENT, PREVIOUS)
 
 
 class MasterPasswordRotationProvider(dynamic.ResourceProvider):
     """Rotates the master password (rotation.master). Holds no state: see the module docstring."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
-        failures = required_string_failures(
-            news,
-            ("secret_arn", "region", "host", "rotation", "new_password"),
-            secret_keys=("new_password",),
-        )
-        failures += port_failures(news)
+        failures = check_failures(MasterRotationRequest.problems(news))
+        password = news.get("new_password")
+        if password != UNKNOWN and (not isinstance(password, str) or not password):
+            failures.append(
+                dynamic.CheckFailure(
+                    "new_password", "required string, a non-empty string is required"
+                )
+            )
         return dynamic.CheckResult({**MASTER_DEFAULTS, **news}, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
@@ -142,26 +148,32 @@ class MasterPasswordRotationProvider(dynamic.ResourceProvider):
         return dynamic.DiffResult(changes=bool(changed), replaces=[], stables=[])
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        outs = _readable("master password rotation", lambda: self._rotate(props))
-        return dynamic.CreateResult(id_=str(props["secret_arn"]), outs=outs)
+        request = parsed(MasterRotationRequest, props, CredentialRotationError)
+        password = _new_password(props)
+        outs = _readable("master password rotation", lambda: self._rotate(request, password))
+        return dynamic.CreateResult(id_=request.secret_arn, outs=outs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
+        request = parsed(MasterRotationRequest, news, CredentialRotationError)
+        password = _new_password(news)
+        token = master_rotation_token(news)
+
         def apply() -> dict[str, Any]:
-            if master_rotation_token(news) != olds.get("rotation_token"):
-                return self._rotate(news)
+            if token != olds.get("rotation_token"):
+                return self._rotate(request, password)
             # Same rotation: only the endpoint (or a setting) changed. Publish the endpoint.
-            update_endpoint(
-                str(news["secret_arn"]), str(news["host"]), int(news["port"]), str(news["region"])
-            )
-            current, previous = _current_and_previous(news)
-            return _master_outputs(news, str(current), previous)
+            update_endpoint(request.secret_arn, request.host, request.port, request.region)
+            current, previous = _current_and_previous(request)
+            return _master_outputs(request, token, str(current), previous)
 
         return dynamic.UpdateResult(outs=_readable("master password rotation", apply))
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
+        request = parsed(MasterRotationRequest, props, CredentialRotationError)
+
         def current() -> dict[str, Any]:
             # A rollback to AWSPREVIOUS (docs/rotation.md) shows up here as another version.
-            version_id, previous = _current_and_previous(props)
+            version_id, previous = _current_and_previous(request)
             return {**props, "version_id": version_id, "previous_version_id": previous}
 
         return dynamic.ReadResult(id_, _readable("master password rotation", current))
@@ -172,9 +184,10 @@ class MasterPasswordRotationProvider(dynamic.ResourceProvider):
         pulumi.log.info("master password rotation: removed from the stack; password unchanged")
 
     @staticmethod
-    def _rotate(props: Mapping[str, Any]) -> dict[str, Any]:
-        result = rotate_master(_master_request(props))
-        return _master_outputs(props, result.version_id, result.previous_version_id)
+    def _rotate(request: MasterRotationRequest, new_password: str) -> dict[str, Any]:
+        result = rotate_master(_master_rotation(request, new_password))
+        token = derive_token(*token_parts(request.secret_arn, request.rotation, new_password))
+        return _master_outputs(request, token, result.version_id, result.previous_version_id)
 
 
 class MasterPasswordRotation(dynamic.Resource, module="appdb", name="MasterPasswordRotation"):
@@ -205,48 +218,33 @@ class MasterPasswordRotation(dynamic.Resource, module="appdb", name="MasterPassw
 
 # --- application users --------------------------------------------------------------------
 
-USERS_INPUTS = (
-    "master_secret_arn",
-    "region",
-    "schema",
-    "rotation",
-    "roles",
-    "privileges",
-    "account_prefix",
-    "ca_bundle",
-    "connect_deadline_seconds",
-    "test_deadline_seconds",
-)
-USERS_DEFAULTS: dict[str, Any] = {
-    "account_prefix": "",
-    "ca_bundle": None,
-    "connect_deadline_seconds": 600,
-    "test_deadline_seconds": 60,
-}
+USERS_INPUTS = tuple(f.name for f in dataclasses.fields(ApplicationUsersRequest))
+USERS_DEFAULTS: dict[str, Any] = _defaults(ApplicationUsersRequest)
 
 
-def _users_request(props: Mapping[str, Any]) -> ApplicationUsersRequest:
-    roles = {
-        role: RoleEndpoint(str(spec["secret_arn"]), str(spec["host"]), int(spec["port"]))
-        for role, spec in dict(props["roles"]).items()
-    }
-    return ApplicationUsersRequest(
-        master_secret_arn=str(props["master_secret_arn"]),
-        schema=str(props["schema"]),
-        roles=roles,
-        rotation=str(props["rotation"]),
-        privileges={r: [str(p) for p in ps] for r, ps in dict(props["privileges"]).items()},
-        region=str(props["region"]),
-        ca_bundle=ca_bundle_path(props.get("ca_bundle")),
-        connect_deadline=float(props.get("connect_deadline_seconds") or 600),
-        test_deadline=float(props.get("test_deadline_seconds") or 60),
-        account_prefix=str(props.get("account_prefix") or ""),
+def _users_rotation(request: ApplicationUsersRequest) -> UsersRotation:
+    return UsersRotation(
+        master_secret_arn=request.master_secret_arn,
+        schema=request.schema,
+        roles={
+            role: RoleEndpoint(target.secret_arn, target.host, target.port)
+            for role, target in request.roles.items()
+        },
+        rotation=request.rotation,
+        privileges={role: list(granted) for role, granted in request.privileges.items()},
+        region=request.region,
+        ca_bundle=_ca_bundle(request.ca_bundle),
+        connect_deadline=float(request.connect_deadline_seconds),
+        test_deadline=float(request.test_deadline_seconds),
+        account_prefix=request.account_prefix,
     )
 
 
-def _users_outputs(props: Mapping[str, Any], states: Mapping[str, RoleState]) -> dict[str, Any]:
+def _users_outputs(
+    request: ApplicationUsersRequest, states: Mapping[str, RoleState]
+) -> dict[str, Any]:
     return {
-        **echoed_inputs(props, USERS_INPUTS, USERS_DEFAULTS),
+        **request.as_inputs(),
         "active_users": {role: s.active_user for role, s in states.items()},
         "version_ids": {role: s.version_id for role, s in states.items()},
         "grants": {user: lines for s in states.values() for user, lines in s.grants.items()},
@@ -254,7 +252,8 @@ def _users_outputs(props: Mapping[str, Any], states: Mapping[str, RoleState]) ->
 
 
 def grant_drift(props: Mapping[str, Any], observed: Mapping[str, Any] | None) -> list[str]:
-    """Accounts whose observed grants (last apply or refresh) differ from the declared ones."""
+    """Accounts whose observed grants (last apply or refresh) differ from the declared ones.
+    Computed from the raw inputs: it runs during preview, where some may be unknown."""
     privileges = props.get("privileges")
     if not isinstance(observed, Mapping) or not isinstance(privileges, Mapping):
         return []
@@ -274,20 +273,7 @@ class ApplicationUsersProvider(dynamic.ResourceProvider):
     """Application accounts, grants and secrets (rotation.app_users). Holds no state."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
-        failures = required_string_failures(
-            news, ("master_secret_arn", "region", "schema", "rotation")
-        )
-        roles, privileges = news.get("roles"), news.get("privileges")
-        if isinstance(roles, Mapping) and isinstance(privileges, Mapping):
-            for role in roles:
-                if role not in privileges:
-                    failures.append(
-                        dynamic.CheckFailure(
-                            "roles", f"role {role!r} has no declared privileges (see `privileges`)"
-                        )
-                    )
-        elif roles != UNKNOWN:
-            failures.append(dynamic.CheckFailure("roles", "must map role -> secret_arn/host/port"))
+        failures = check_failures(ApplicationUsersRequest.problems(news))
         return dynamic.CheckResult({**USERS_DEFAULTS, **news}, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
@@ -298,15 +284,21 @@ class ApplicationUsersProvider(dynamic.ResourceProvider):
         return dynamic.DiffResult(changes=bool(changed), replaces=[], stables=[])
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        outs = _readable("application users", lambda: self._apply(props))
-        return dynamic.CreateResult(id_=f"{props['schema']}-application-users", outs=outs)
+        request = parsed(ApplicationUsersRequest, props, CredentialRotationError)
+        outs = _readable("application users", lambda: self._apply(request))
+        return dynamic.CreateResult(id_=f"{request.schema}-application-users", outs=outs)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        return dynamic.UpdateResult(outs=_readable("application users", lambda: self._apply(news)))
+        request = parsed(ApplicationUsersRequest, news, CredentialRotationError)
+        return dynamic.UpdateResult(
+            outs=_readable("application users", lambda: self._apply(request))
+        )
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
+        request = parsed(ApplicationUsersRequest, props, CredentialRotationError)
+
         def observed() -> dict[str, Any]:
-            return _users_outputs(props, read_application_users(_users_request(props)))
+            return _users_outputs(request, read_application_users(_users_rotation(request)))
 
         return dynamic.ReadResult(id_, _readable("application users", observed))
 
@@ -319,8 +311,8 @@ class ApplicationUsersProvider(dynamic.ResourceProvider):
         )
 
     @staticmethod
-    def _apply(props: Mapping[str, Any]) -> dict[str, Any]:
-        return _users_outputs(props, apply_application_users(_users_request(props)))
+    def _apply(request: ApplicationUsersRequest) -> dict[str, Any]:
+        return _users_outputs(request, apply_application_users(_users_rotation(request)))
 
 
 class ApplicationUsers(dynamic.Resource, module="appdb", name="ApplicationUsers"):
