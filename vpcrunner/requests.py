@@ -203,6 +203,10 @@ class MigrationRequest:
     snapshot_before_migrate: bool = False
     snapshot_retention: int = 5  # pre-migration snapshots kept (older ones the engine made go)
     instance_identifier: str | None = None  # RDS instance to snapshot before migrating
+    # Where the work runs: the in-VPC function's name (None: in the provider's own process,
+    # the `direct` runner), and how long one `pulumi up` may keep invoking it.
+    runner: str | None = None
+    runner_deadline_seconds: int = 3600
 
     WHAT = "schema migrations"
 
@@ -224,6 +228,8 @@ class MigrationRequest:
             snapshot_before_migrate=r.boolean("snapshot_before_migrate", False),
             snapshot_retention=r.integer("snapshot_retention", 5),
             instance_identifier=r.optional_string("instance_identifier"),
+            runner=r.optional_string("runner"),
+            runner_deadline_seconds=r.integer("runner_deadline_seconds", 3600),
         )
 
     @classmethod
@@ -247,8 +253,8 @@ class MigrationRequest:
 
 @dataclass(frozen=True)
 class MasterRotationRequest:
-    """The `MasterPasswordRotation` resource's inputs (the new password aside: see
-    infra/providers/rotation.py)."""
+    """The `MasterPasswordRotation` resource's inputs. The new password is not one of them:
+    it is generated where the rotation runs (vpcrunner.tasks), for each new `rotation` value."""
 
     secret_arn: str
     region: str
@@ -258,6 +264,11 @@ class MasterRotationRequest:
     ca_bundle: str | None = None
     connect_deadline_seconds: int = 600
     test_deadline_seconds: int = 30
+    password_length: int = 32  # appdb:masterPasswordLength
+    # Where the work runs: the in-VPC function's name (None: in the provider's own process,
+    # the `direct` runner), and how long one `pulumi up` may keep invoking it.
+    runner: str | None = None
+    runner_deadline_seconds: int = 3600
 
     WHAT = "master password rotation"
 
@@ -272,6 +283,9 @@ class MasterRotationRequest:
             ca_bundle=r.optional_string("ca_bundle"),
             connect_deadline_seconds=r.integer("connect_deadline_seconds", 600),
             test_deadline_seconds=r.integer("test_deadline_seconds", 30),
+            password_length=r.integer("password_length", 32, low=16, high=41),
+            runner=r.optional_string("runner"),
+            runner_deadline_seconds=r.integer("runner_deadline_seconds", 3600),
         )
 
     @classmethod
@@ -312,6 +326,10 @@ class ApplicationUsersRequest:
     ca_bundle: str | None = None
     connect_deadline_seconds: int = 600
     test_deadline_seconds: int = 60
+    # Where the work runs: the in-VPC function's name (None: in the provider's own process,
+    # the `direct` runner), and how long one `pulumi up` may keep invoking it.
+    runner: str | None = None
+    runner_deadline_seconds: int = 3600
 
     WHAT = "application users"
 
@@ -352,6 +370,8 @@ class ApplicationUsersRequest:
             ca_bundle=r.optional_string("ca_bundle"),
             connect_deadline_seconds=r.integer("connect_deadline_seconds", 600),
             test_deadline_seconds=r.integer("test_deadline_seconds", 60),
+            runner=r.optional_string("runner"),
+            runner_deadline_seconds=r.integer("runner_deadline_seconds", 3600),
         )
 
     @classmethod

@@ -40,10 +40,19 @@ def check_failures(problems: Iterable[tuple[str, str]]) -> list[dynamic.CheckFai
 
 
 def changed_keys(
-    olds: Mapping[str, Any], news: Mapping[str, Any], keys: Iterable[str]
+    olds: Mapping[str, Any],
+    news: Mapping[str, Any],
+    keys: Iterable[str],
+    defaults: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """The keys whose values differ between the old state and the new inputs."""
-    return [k for k in keys if normalise(olds.get(k)) != normalise(news.get(k))]
+    """The keys whose values differ between the old state and the new inputs. A key missing on
+    either side counts at its default: state written before an input existed had it so."""
+    defaults = defaults or {}
+    return [
+        k
+        for k in keys
+        if normalise(olds.get(k, defaults.get(k))) != normalise(news.get(k, defaults.get(k)))
+    ]
 
 
 def project_path(path: str) -> Path:

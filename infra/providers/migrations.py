@@ -6,9 +6,14 @@ A thin adapter from Pulumi's resource lifecycle to `migrator`:
   compares the migration map in the inputs (script -> checksum, computed from the files by the
   program) with the set applied last time (the outputs). Pulumi shows the input map's diff, so
   `pulumi preview --diff` lists exactly the pending and changed scripts.
-- `create`/`update` read the master secret from Secrets Manager *when they run* (never from
-  inputs or state), connect with verified TLS and migrate. If authentication fails once, the
-  secret is read again and the run retried once (credentials may rotate between read and connect).
+- `create`/`update` run the migrations where the stack's runner is (`runner`: the in-VPC
+  Lambda function, invoked again until done; or, without one, this process), through the same
+  task (vpcrunner.tasks): it verifies the files against the planned checksums, reads the master
+  secret from Secrets Manager *when it runs* (never from inputs or state), connects with
+  verified TLS and migrates. If authentication fails once, the secret is read again and the
+  run retried once (credentials may rotate between read and connect). The pre-migration RDS
+  snapshot (a public AWS API, no database) is taken here, in the provider, when the task says
+  something is pending.
 - `read` (`pulumi refresh`) reads the history table, so hand-made changes show up as drift.
 - `delete` never drops anything: the schema and its data stay.
 
@@ -24,21 +29,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pulumi
 from pulumi import dynamic
 
 from infra.providers.inputs import changed_keys, check_failures, parsed, project_path
-from migrator import secrets as migrator_secrets
-from migrator.connection import ConnectionSettings
-from migrator.discovery import MigrationSet, load_migrations, parse_name, version_key
-from migrator.engine import MigrationOptions, Migrator
-from migrator.errors import AuthenticationFailed, MigrationError
-from migrator.secrets import DatabaseSecret
-from migrator.snapshot import SnapshotSettings
-from vpcrunner.requests import MigrationRequest, resolve
+from migrator.errors import MigrationError
+from migrator.snapshot import SnapshotSettings, create_pre_migration_snapshot
+from vpcrunner.invoke import Runner, RunnerError, run_task
+from vpcrunner.requests import MigrationRequest
+from vpcrunner.tasks import highest_version
+
+__all__ = ["SchemaMigrations", "SchemaMigrationsError", "SchemaMigrationsProvider", "compare"]
 
 T = TypeVar("T")
 
@@ -98,16 +101,10 @@ def compare(olds: Mapping[str, Any], news: Mapping[str, Any]) -> MigrationDiff:
     pending = [script for script in wanted if script not in applied]
     changed = [s for s in wanted if s in applied and applied[s] != wanted[s]]
     missing = [script for script in applied if script not in wanted]
-    settings = changed_keys(olds, news, (key for key in INPUT_KEYS if key != "migrations"))
+    settings = changed_keys(
+        olds, news, (key for key in INPUT_KEYS if key != "migrations"), OPTIONAL_INPUTS
+    )
     return MigrationDiff(pending, changed, missing, settings)
-
-
-def highest_version(scripts: Mapping[str, str] | list[str]) -> str | None:
-    """The highest version among versioned script names (numeric, part by part), or None."""
-    versions = [
-        parsed[1] for script in scripts if (parsed := parse_name(script)) and parsed[1] is not None
-    ]
-    return max(versions, key=version_key) if versions else None
 
 
 class SchemaMigrationsProvider(dynamic.ResourceProvider):
@@ -155,11 +152,9 @@ class SchemaMigrationsProvider(dynamic.ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
         request = parsed(MigrationRequest, props, SchemaMigrationsError)
 
-        def applied_now() -> dict[str, Any]:
-            migrations = _load_migrations(request, verify=False)
-            return _with_current_secret(
-                request, lambda settings: Migrator(settings, migrations).applied_checksums()
-            )
+        def applied_now() -> dict[str, str]:
+            answer = _run(request, "migrations.read")
+            return dict(answer["result"]["applied"])
 
         applied = _readable_errors(request, applied_now)
         echoed = request.as_inputs()
@@ -180,102 +175,67 @@ class SchemaMigrationsProvider(dynamic.ResourceProvider):
         )
 
 
-def _load_migrations(request: MigrationRequest, *, verify: bool) -> MigrationSet:
-    migrations = load_migrations(resolve(Path.cwd(), request.location))
-    if verify:
-        on_disk = migrations.checksums()
-        planned = request.migrations
-        differing = sorted(
-            s for s in on_disk.keys() | planned.keys() if on_disk.get(s) != planned.get(s)
-        )
-        if differing:
-            raise SchemaMigrationsError(
-                f"the files in {request.location}/ differ from the migration map this update "
-                f"was planned with ({', '.join(differing)}); run `pulumi up` again to plan "
-                "with the current files"
-            )
-    return migrations
+def _report(line: str) -> None:
+    # The provider host has no engine connection: pulumi.log writes to its stderr, which the
+    # engine reads line by line and shows in the `pulumi up` output (for the dynamic provider
+    # plugins it does not hide provider output: isDynamicPluginBinary in
+    # https://github.com/pulumi/pulumi/blob/master/sdk/go/common/resource/plugin/plugin.go;
+    # pulumi/pulumi#6065 tracks connecting the host to the engine).
+    pulumi.log.info(line)
 
 
-def _options(request: MigrationRequest) -> MigrationOptions:
-    options = MigrationOptions(
-        out_of_order=request.out_of_order,
-        lock_wait_seconds=float(request.lock_wait_seconds),
-        statement_lock_wait_seconds=request.statement_lock_wait_seconds,
+def _run(
+    request: MigrationRequest, task: str, options: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    return run_task(
+        Runner(request.runner, request.region),
+        task,
+        request.as_inputs(),
+        deadline_seconds=request.runner_deadline_seconds,
+        report=_report,
+        options=options,
+        label="schema migrations",
     )
-    if request.snapshot_before_migrate:
-        options.snapshot = _snapshot_settings(request)
-    return options
 
 
-def _snapshot_settings(request: MigrationRequest) -> SnapshotSettings:
+def _snapshot(request: MigrationRequest, target_version: str | None) -> str:
+    """The pre-migration snapshot, from here: RDS's public API, no database connection."""
     if not request.instance_identifier:
         raise SchemaMigrationsError(
             "snapshot_before_migrate is on but instance_identifier is empty: "
             "name the RDS instance to snapshot"
         )
-    return SnapshotSettings(
+    settings = SnapshotSettings(
         instance_identifier=request.instance_identifier,
         region=request.region,
         retention=request.snapshot_retention,
     )
-
-
-def _connection_settings(request: MigrationRequest, secret: DatabaseSecret) -> ConnectionSettings:
-    return ConnectionSettings(
-        host=request.host,
-        port=request.port,
-        user=secret.username,
-        password=secret.password,
-        database=request.database,
-        ca_bundle=str(resolve(Path.cwd(), request.ca_bundle)) if request.ca_bundle else None,
-        connect_deadline=float(request.connect_deadline_seconds),
-    )
-
-
-def _with_current_secret(request: MigrationRequest, action: Callable[[ConnectionSettings], T]) -> T:
-    """Run `action` with credentials read now; on an authentication failure read them again once.
-
-    A rotation can promote a new password between our read of the secret and our connection;
-    the second read picks it up. A second failure is final.
-    """
-
-    def fetch() -> DatabaseSecret:
-        return migrator_secrets.fetch_database_secret(request.secret_arn, request.region)
-
-    try:
-        return action(_connection_settings(request, fetch()))
-    except AuthenticationFailed:
-        pass
-    try:
-        return action(_connection_settings(request, fetch()))
-    except AuthenticationFailed as error:
-        raise SchemaMigrationsError(
-            f"{error} (the secret {request.secret_arn} was read again and the retry was "
-            "rejected too: check that the secret's AWSCURRENT value is the database's password)"
-        ) from None
+    _report(f"schema migrations: snapshot of {request.instance_identifier} before migrating")
+    snapshot_id = create_pre_migration_snapshot(settings, target_version)
+    _report(f"schema migrations: snapshot {snapshot_id} is available")
+    return snapshot_id
 
 
 def _migrate(request: MigrationRequest) -> dict[str, Any]:
-    migrations = _load_migrations(request, verify=True)
-    options = _options(request)
-
-    def run(settings: ConnectionSettings) -> dict[str, Any]:
-        # One connection and one history read: the run reports what history now holds.
-        result = Migrator(settings, migrations, options).migrate()
-        return {
-            "applied": result.checksums,
-            "applied_version": result.current_version or highest_version(result.checksums),
-        }
-
-    return {**request.as_inputs(), **_with_current_secret(request, run)}
+    if request.snapshot_before_migrate and not request.instance_identifier:
+        _snapshot(request, None)  # refuses, before anything runs
+    answer = _run(request, "migrate")
+    if answer["status"] == "snapshot_needed":
+        _snapshot(request, answer.get("target_version"))
+        answer = _run(request, "migrate", {"snapshot_taken": True})
+    result = answer["result"]
+    return {
+        **request.as_inputs(),
+        "applied": result["applied"],
+        "applied_version": result["applied_version"],
+    }
 
 
 def _readable_errors(request: MigrationRequest, action: Callable[[], T]) -> T:
     """Turn engine errors into one secret-free line naming the target (no chained traceback)."""
     try:
         return action()
-    except (MigrationError, SchemaMigrationsError) as error:
+    except (MigrationError, RunnerError, SchemaMigrationsError) as error:
         raise SchemaMigrationsError(
             f"schema migrations for {request.target} failed: {error}"
         ) from None

@@ -1,8 +1,13 @@
 """Dynamic providers for credential rotation: thin adapters from Pulumi's lifecycle to `rotation`.
 
+The work runs where the stack's runner is (`runner`: the in-VPC Lambda function, or without
+one this process), through the same tasks (vpcrunner.tasks).
+
 - `MasterPasswordRotation` rotates the master password with Secrets Manager's protocol
-  (rotation.master) whenever `appdb:credentialsRotation` - and so the keeper-bound
-  RandomPassword it receives as a SECRET input - changes. Its outputs never carry the password.
+  (rotation.master) whenever `appdb:credentialsRotation` changes. The new password is
+  generated where the rotation runs, as AWS's rotation functions do: it is never an input, an
+  output, part of an invocation, or in state. Its first apply (`create`) records the password
+  the instance was created with as this rotation value's, and rotates nothing.
 - `ApplicationUsers` keeps the `app`/`readonly` accounts, their grants and their secrets in
   line with the rotation value (rotation.app_users). Their passwords are generated in the
   provider and written straight to Secrets Manager: they are never inputs, outputs or state.
@@ -22,26 +27,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pulumi
 from pulumi import dynamic
 
-from infra.providers.inputs import UNKNOWN, changed_keys, check_failures, parsed
+from infra.providers.inputs import changed_keys, check_failures, parsed
 from migrator.errors import MigrationError
-from rotation.app_users import ApplicationUsers as UsersRotation
-from rotation.app_users import (
-    RoleEndpoint,
-    RoleState,
-    apply_application_users,
-    read_application_users,
-)
 from rotation.errors import RotationError
 from rotation.grants import desired_grants
-from rotation.master import MasterRotation, rotate_master, token_parts, update_endpoint
-from rotation.secret_store import CURRENT, PREVIOUS, SecretStore, derive_token
-from vpcrunner.requests import ApplicationUsersRequest, MasterRotationRequest, resolve
+from vpcrunner.invoke import Runner, RunnerError, run_task
+from vpcrunner.requests import ApplicationUsersRequest, MasterRotationRequest
 
 T = TypeVar("T")
 
@@ -51,11 +47,11 @@ class CredentialRotationError(Exception):
 
 
 def _readable(what: str, action: Callable[[], T]) -> T:
-    # Rotation reads secrets and connects through `migrator` (secrets, connection), whose
-    # errors are secret-free too: SecretError, ConnectionFailed, AuthenticationFailed.
+    # The tasks' errors (rotation's, and `migrator`'s secrets and connection errors) are
+    # secret-free; they come back as the runner's one message.
     try:
         return action()
-    except (RotationError, MigrationError) as error:
+    except (RunnerError, RotationError, MigrationError) as error:
         raise CredentialRotationError(f"{what}: {error}") from None
 
 
@@ -67,187 +63,125 @@ def _defaults(request_type: type) -> dict[str, Any]:
     }
 
 
-def _ca_bundle(path: str | None) -> str | None:
-    return str(resolve(Path.cwd(), path)) if path else None
+def _no_password_inputs(news: Mapping[str, Any], allowed: tuple[str, ...] = ()) -> list:
+    return [
+        dynamic.CheckFailure(
+            key, "no password may be an input: passwords are made and read where the work runs"
+        )
+        for key in news
+        if "password" in key.lower() and key not in allowed
+    ]
+
+
+def _run(
+    what: str,
+    request: MasterRotationRequest | ApplicationUsersRequest,
+    task: str,
+) -> dict[str, Any]:
+    answer = run_task(
+        Runner(request.runner, request.region),
+        task,
+        request.as_inputs(),
+        deadline_seconds=request.runner_deadline_seconds,
+        report=pulumi.log.info,  # the provider's stderr, shown by `pulumi up` (migrations.py)
+        label=what,
+    )
+    return dict(answer["result"])
 
 
 # --- master password ----------------------------------------------------------------------
 
+MASTER = "master password rotation"
 MASTER_INPUTS = tuple(f.name for f in dataclasses.fields(MasterRotationRequest))
 MASTER_DEFAULTS: dict[str, Any] = _defaults(MasterRotationRequest)
 
 
-def _new_password(props: Mapping[str, Any]) -> str:
-    # A secret input, deliberately not a field of the request (which is echoed into state).
-    password = props.get("new_password")
-    if not isinstance(password, str) or not password:
-        raise CredentialRotationError("master password rotation: new_password is empty")
-    return password
-
-
-def _master_rotation(request: MasterRotationRequest, new_password: str) -> MasterRotation:
-    return MasterRotation(
-        secret_arn=request.secret_arn,
-        new_password=new_password,
-        rotation=request.rotation,
-        host=request.host,
-        port=request.port,
-        region=request.region,
-        ca_bundle=_ca_bundle(request.ca_bundle),
-        connect_deadline=float(request.connect_deadline_seconds),
-        test_deadline=float(request.test_deadline_seconds),
-    )
-
-
-def master_rotation_token(props: Mapping[str, Any]) -> str:
-    """A one-way fingerprint of (secret, rotation value, password): what `diff` compares.
-    Computed from the raw inputs: during preview they are not parsed."""
-    return derive_token(
-        *token_parts(str(props["secret_arn"]), str(props["rotation"]), str(props["new_password"]))
-    )
-
-
-def _master_outputs(
-    request: MasterRotationRequest, token: str, version_id: str, previous: str | None
-) -> dict[str, Any]:
-    # The password is deliberately not echoed: outputs hold ids and endpoints only.
+def _master_outputs(request: MasterRotationRequest, result: Mapping[str, Any]) -> dict[str, Any]:
+    # Outputs hold ids and endpoints only.
     return {
         **request.as_inputs(),
-        "rotation_token": token,
-        "version_id": version_id,
-        "previous_version_id": previous,
+        "version_id": result.get("version_id"),
+        "previous_version_id": result.get("previous_version_id"),
     }
-
-
-def _current_and_previous(request: MasterRotationRequest) -> list[str | None]:
-    """The master secret's AWSCURRENT and AWSPREVIOUS version ids (one describe call)."""
-    store = SecretStore(request.region)
-    return store.versions_with(request.secret_arn, CURRENT, PREVIOUS)
 
 
 class MasterPasswordRotationProvider(dynamic.ResourceProvider):
     """Rotates the master password (rotation.master). Holds no state: see the module docstring."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
-        failures = check_failures(MasterRotationRequest.problems(news))
-        password = news.get("new_password")
-        if password != UNKNOWN and (not isinstance(password, str) or not password):
-            failures.append(
-                dynamic.CheckFailure(
-                    "new_password", "required string, a non-empty string is required"
-                )
-            )
+        failures = _no_password_inputs(news, allowed=("password_length",))
+        failures += check_failures(MasterRotationRequest.problems(news))
         return dynamic.CheckResult({**MASTER_DEFAULTS, **news}, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         # No AWS or database call: this runs during preview. Never a replacement.
-        changed = changed_keys(olds, news, MASTER_INPUTS)
-        unknown = UNKNOWN in (news.get(k) for k in ("new_password", "secret_arn", "rotation"))
-        if unknown or master_rotation_token(news) != olds.get("rotation_token"):
-            changed.append("new_password")
+        changed = changed_keys(olds, news, MASTER_INPUTS, MASTER_DEFAULTS)
         return dynamic.DiffResult(changes=bool(changed), replaces=[], stables=[])
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        # The first apply: the instance and the secret's initial version hold the password the
+        # instance was created with; it stands for this rotation value. Nothing is rotated.
         request = parsed(MasterRotationRequest, props, CredentialRotationError)
-        password = _new_password(props)
-        outs = _readable("master password rotation", lambda: self._rotate(request, password))
-        return dynamic.CreateResult(id_=request.secret_arn, outs=outs)
+        result = _readable(MASTER, lambda: _run(MASTER, request, "master.read"))
+        return dynamic.CreateResult(id_=request.secret_arn, outs=_master_outputs(request, result))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         request = parsed(MasterRotationRequest, news, CredentialRotationError)
-        password = _new_password(news)
-        token = master_rotation_token(news)
-
-        def apply() -> dict[str, Any]:
-            if token != olds.get("rotation_token"):
-                return self._rotate(request, password)
-            # Same rotation: only the endpoint (or a setting) changed. Publish the endpoint.
-            update_endpoint(request.secret_arn, request.host, request.port, request.region)
-            current, previous = _current_and_previous(request)
-            return _master_outputs(request, token, str(current), previous)
-
-        return dynamic.UpdateResult(outs=_readable("master password rotation", apply))
+        # A new rotation value rotates; anything else (a new endpoint, a setting) only
+        # publishes the endpoint in the secret.
+        rotate = changed_keys(olds, news, ("rotation",)) != []
+        task = "master.rotate" if rotate else "master.endpoint"
+        result = _readable(MASTER, lambda: _run(MASTER, request, task))
+        return dynamic.UpdateResult(outs=_master_outputs(request, result))
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
+        # A rollback to AWSPREVIOUS (docs/rotation.md) shows up here as another version.
         request = parsed(MasterRotationRequest, props, CredentialRotationError)
-
-        def current() -> dict[str, Any]:
-            # A rollback to AWSPREVIOUS (docs/rotation.md) shows up here as another version.
-            version_id, previous = _current_and_previous(request)
-            return {**props, "version_id": version_id, "previous_version_id": previous}
-
-        return dynamic.ReadResult(id_, _readable("master password rotation", current))
+        result = _readable(MASTER, lambda: _run(MASTER, request, "master.read"))
+        return dynamic.ReadResult(id_, _master_outputs(request, result))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         # The database keeps its password and the secret its versions: removing this resource
         # only stops further rotations.
         pulumi.log.info("master password rotation: removed from the stack; password unchanged")
 
-    @staticmethod
-    def _rotate(request: MasterRotationRequest, new_password: str) -> dict[str, Any]:
-        result = rotate_master(_master_rotation(request, new_password))
-        token = derive_token(*token_parts(request.secret_arn, request.rotation, new_password))
-        return _master_outputs(request, token, result.version_id, result.previous_version_id)
-
 
 class MasterPasswordRotation(dynamic.Resource, module="appdb", name="MasterPasswordRotation"):
-    """The master password at the value of `new_password`, rotated with Secrets Manager's protocol.
+    """The master password rotated with Secrets Manager's protocol for each new `rotation`.
 
-    Inputs: secret_arn, region, host, port, rotation, new_password (pass it as a Pulumi secret),
-    ca_bundle, connect_deadline_seconds, test_deadline_seconds. Outputs: the inputs except the
-    password, `version_id` (AWSCURRENT), `previous_version_id` (AWSPREVIOUS, the rollback
-    target) and `rotation_token` (a one-way fingerprint `diff` compares).
+    Inputs: secret_arn, region, host, port, rotation, ca_bundle, connect_deadline_seconds,
+    test_deadline_seconds, password_length, runner, runner_deadline_seconds. Outputs: the
+    inputs, `version_id` (AWSCURRENT) and `previous_version_id` (AWSPREVIOUS, the rollback
+    target). No password is an input or an output.
     """
 
     version_id: pulumi.Output[str]
     previous_version_id: pulumi.Output[str]
-    rotation_token: pulumi.Output[str]
 
     def __init__(
         self, name: str, props: Mapping[str, Any], opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        # Belt and braces: should a password ever be echoed, it is stored encrypted.
-        secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=["new_password"])
         super().__init__(
             MasterPasswordRotationProvider(),
             name,
-            {**props, "version_id": None, "previous_version_id": None, "rotation_token": None},
-            pulumi.ResourceOptions.merge(opts, secret_outputs),
+            {**props, "version_id": None, "previous_version_id": None},
+            opts,
         )
 
 
 # --- application users --------------------------------------------------------------------
 
+USERS = "application users"
 USERS_INPUTS = tuple(f.name for f in dataclasses.fields(ApplicationUsersRequest))
 USERS_DEFAULTS: dict[str, Any] = _defaults(ApplicationUsersRequest)
 
 
-def _users_rotation(request: ApplicationUsersRequest) -> UsersRotation:
-    return UsersRotation(
-        master_secret_arn=request.master_secret_arn,
-        schema=request.schema,
-        roles={
-            role: RoleEndpoint(target.secret_arn, target.host, target.port)
-            for role, target in request.roles.items()
-        },
-        rotation=request.rotation,
-        privileges={role: list(granted) for role, granted in request.privileges.items()},
-        region=request.region,
-        ca_bundle=_ca_bundle(request.ca_bundle),
-        connect_deadline=float(request.connect_deadline_seconds),
-        test_deadline=float(request.test_deadline_seconds),
-        account_prefix=request.account_prefix,
-    )
-
-
-def _users_outputs(
-    request: ApplicationUsersRequest, states: Mapping[str, RoleState]
-) -> dict[str, Any]:
+def _users_outputs(request: ApplicationUsersRequest, result: Mapping[str, Any]) -> dict[str, Any]:
     return {
         **request.as_inputs(),
-        "active_users": {role: s.active_user for role, s in states.items()},
-        "version_ids": {role: s.version_id for role, s in states.items()},
-        "grants": {user: lines for s in states.values() for user, lines in s.grants.items()},
+        "active_users": result["active_users"],
+        "version_ids": result["version_ids"],
+        "grants": result["grants"],
     }
 
 
@@ -273,34 +207,33 @@ class ApplicationUsersProvider(dynamic.ResourceProvider):
     """Application accounts, grants and secrets (rotation.app_users). Holds no state."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
-        failures = check_failures(ApplicationUsersRequest.problems(news))
+        failures = _no_password_inputs(news)
+        failures += check_failures(ApplicationUsersRequest.problems(news))
         return dynamic.CheckResult({**USERS_DEFAULTS, **news}, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         # No connection here (preview). Grant drift is what the last apply or refresh saw.
-        changed = changed_keys(olds, news, USERS_INPUTS)
+        changed = changed_keys(olds, news, USERS_INPUTS, USERS_DEFAULTS)
         if not changed and grant_drift(news, olds.get("grants")):
             changed.append("grants")
         return dynamic.DiffResult(changes=bool(changed), replaces=[], stables=[])
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         request = parsed(ApplicationUsersRequest, props, CredentialRotationError)
-        outs = _readable("application users", lambda: self._apply(request))
+        outs = _users_outputs(
+            request, _readable(USERS, lambda: _run(USERS, request, "users.apply"))
+        )
         return dynamic.CreateResult(id_=f"{request.schema}-application-users", outs=outs)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         request = parsed(ApplicationUsersRequest, news, CredentialRotationError)
-        return dynamic.UpdateResult(
-            outs=_readable("application users", lambda: self._apply(request))
-        )
+        result = _readable(USERS, lambda: _run(USERS, request, "users.apply"))
+        return dynamic.UpdateResult(outs=_users_outputs(request, result))
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
         request = parsed(ApplicationUsersRequest, props, CredentialRotationError)
-
-        def observed() -> dict[str, Any]:
-            return _users_outputs(request, read_application_users(_users_rotation(request)))
-
-        return dynamic.ReadResult(id_, _readable("application users", observed))
+        result = _readable(USERS, lambda: _run(USERS, request, "users.read"))
+        return dynamic.ReadResult(id_, _users_outputs(request, result))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         # Dropping accounts would cut off running applications: removing the resource from the
@@ -309,10 +242,6 @@ class ApplicationUsersProvider(dynamic.ResourceProvider):
             f"application users: leaving the accounts of {sorted(props.get('roles') or {})} "
             "in place"
         )
-
-    @staticmethod
-    def _apply(request: ApplicationUsersRequest) -> dict[str, Any]:
-        return _users_outputs(request, apply_application_users(_users_rotation(request)))
 
 
 class ApplicationUsers(dynamic.Resource, module="appdb", name="ApplicationUsers"):
