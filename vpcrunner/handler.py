@@ -43,7 +43,12 @@ def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Lambda's handler: run the event's task (vpcrunner.tasks) and answer in JSON."""
     _log_engine_progress()
     remaining = context.get_remaining_time_in_millis() / 1000
-    invocation = tasks.Invocation(root=ROOT, stop_after=soft_deadline(remaining), log=_log)
+    # In the function, lines go to its log stream too; in-process (the direct runner) only to
+    # the answer, which the provider prints.
+    in_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+    invocation = tasks.Invocation(
+        root=ROOT, stop_after=soft_deadline(remaining), log=_log if in_lambda else _quiet
+    )
     return tasks.run(event, invocation)
 
 
@@ -51,6 +56,10 @@ def _log(line: str) -> None:
     # Standard output is the function's CloudWatch log stream. Lines are secret-free by
     # construction: names of scripts, accounts, versions, never a value of a secret.
     print(f"vpcrunner: {line}", flush=True)
+
+
+def _quiet(_line: str) -> None:
+    pass
 
 
 def _log_engine_progress() -> None:
