@@ -132,5 +132,6 @@ def build_archive(
         handle, temporary = tempfile.mkstemp(dir=out_dir, prefix=".vpcrunner-", suffix=".zip")
         with os.fdopen(handle, "wb") as out:
             out.write(data)
+        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     return Archive(path=path, sha256=digest, files=tuple(name for name, _ in entries))
