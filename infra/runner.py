@@ -125,46 +125,33 @@ class DatabaseRunner(pulumi.ComponentResource):
             vpc_id=args.vpc_id,
             opts=child,
         )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-db-from-function",
-            security_group_id=args.database_security_group_id,
-            referenced_security_group_id=function_sg.id,
-            ip_protocol="tcp",
-            from_port=args.database_port,
-            to_port=args.database_port,
-            description="MySQL from the database runner function",
-            opts=child,
-        )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-function-to-db",
-            security_group_id=function_sg.id,
-            referenced_security_group_id=args.database_security_group_id,
-            ip_protocol="tcp",
-            from_port=args.database_port,
-            to_port=args.database_port,
-            description="MySQL to the database security group",
-            opts=child,
-        )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-function-to-endpoint",
-            security_group_id=function_sg.id,
-            referenced_security_group_id=endpoint_sg.id,
-            ip_protocol="tcp",
-            from_port=443,
-            to_port=443,
-            description="HTTPS to the Secrets Manager endpoint",
-            opts=child,
-        )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-endpoint-from-function",
-            security_group_id=endpoint_sg.id,
-            referenced_security_group_id=function_sg.id,
-            ip_protocol="tcp",
-            from_port=443,
-            to_port=443,
-            description="HTTPS from the database runner function only",
-            opts=child,
-        )
+        # Each rule names a security group on both sides, never an address range.
+        rules = (
+            ("db-from-function", args.database_security_group_id, function_sg.id, "ingress",
+             args.database_port, "MySQL from the database runner function"),
+            ("function-to-db", function_sg.id, args.database_security_group_id, "egress",
+             args.database_port, "MySQL to the database security group"),
+            ("function-to-endpoint", function_sg.id, endpoint_sg.id, "egress",
+             443, "HTTPS to the Secrets Manager endpoint"),
+            ("endpoint-from-function", endpoint_sg.id, function_sg.id, "ingress",
+             443, "HTTPS from the database runner function only"),
+        )  # fmt: skip
+        for rule, group, other, direction, port, description in rules:
+            kind = (
+                aws.vpc.SecurityGroupIngressRule
+                if direction == "ingress"
+                else aws.vpc.SecurityGroupEgressRule
+            )
+            kind(
+                f"{name}-{rule}",
+                security_group_id=group,
+                referenced_security_group_id=other,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                description=description,
+                opts=child,
+            )
         endpoint = aws.ec2.VpcEndpoint(
             f"{name}-secretsmanager-endpoint",
             vpc_id=args.vpc_id,

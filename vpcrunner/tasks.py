@@ -114,6 +114,11 @@ def planned_migrations(request: MigrationRequest, root: Path) -> MigrationSet:
     return migrations
 
 
+def _ca_bundle(root: Path, path: str | None) -> str | None:
+    """The CA bundle to open (None: the system trust store)."""
+    return str(resolve(root, path)) if path else None
+
+
 def connection_settings(
     request: MigrationRequest, secret: migrator_secrets.DatabaseSecret, root: Path
 ) -> ConnectionSettings:
@@ -123,7 +128,7 @@ def connection_settings(
         user=secret.username,
         password=secret.password,
         database=request.database,
-        ca_bundle=str(resolve(root, request.ca_bundle)) if request.ca_bundle else None,
+        ca_bundle=_ca_bundle(root, request.ca_bundle),
         connect_deadline=float(request.connect_deadline_seconds),
     )
 
@@ -262,7 +267,7 @@ def _master(request: MasterRotationRequest, root: Path) -> MasterRotation:
         host=request.host,
         port=request.port,
         region=request.region,
-        ca_bundle=str(resolve(root, request.ca_bundle)) if request.ca_bundle else None,
+        ca_bundle=_ca_bundle(root, request.ca_bundle),
         connect_deadline=float(request.connect_deadline_seconds),
         test_deadline=float(request.test_deadline_seconds),
     )
@@ -321,7 +326,7 @@ def _users(request: ApplicationUsersRequest, root: Path) -> ApplicationUsers:
         rotation=request.rotation,
         privileges={role: list(granted) for role, granted in request.privileges.items()},
         region=request.region,
-        ca_bundle=str(resolve(root, request.ca_bundle)) if request.ca_bundle else None,
+        ca_bundle=_ca_bundle(root, request.ca_bundle),
         connect_deadline=float(request.connect_deadline_seconds),
         test_deadline=float(request.test_deadline_seconds),
         account_prefix=request.account_prefix,
