@@ -2,8 +2,11 @@
 
 Reads the stack's settings (validated before anything is declared) and wires the components.
 What `pulumi up` does, in order: KMS key, network, credentials, database (primary, replicas),
-the secret's value, schema migrations, master rotation, application users.
+the secret's value, the in-VPC runner function, schema migrations, master rotation,
+application users.
 """
+
+from pathlib import Path
 
 import pulumi
 
@@ -15,6 +18,7 @@ from infra.monitoring import MonitoredInstance, Monitoring
 from infra.network import Network, NetworkArgs
 from infra.preflight import AwsRegionChecks
 from infra.rotation import MasterRotation
+from infra.runner import DatabaseRunner, RunnerArgs
 from infra.schema_migrations import SchemaMigrations
 from infra.settings import PROJECT_NAMESPACE, load_settings
 
@@ -107,6 +111,35 @@ pulumi.export("subnetIds", network.subnet_ids)
 pulumi.export("databaseSecurityGroupId", network.db_security_group_id)
 pulumi.export("applicationSecurityGroupId", network.app_security_group_id)
 
+# --- The runner (infra/runner.py): where the database work runs --------------------------
+# With `appdb:runner: lambda` (the default) a function in the database's subnets migrates and
+# rotates, invoked through the Lambda API, so `pulumi up` works from any machine with AWS
+# credentials; with `direct` the machine running `pulumi up` connects to the database itself.
+runner = (
+    DatabaseRunner(
+        "runner",
+        RunnerArgs(
+            name_prefix=settings.name_prefix,
+            region=settings.region,
+            vpc_id=network.vpc_id,
+            subnet_ids=network.subnet_ids,
+            database_security_group_id=network.db_security_group_id,
+            database_port=settings.port,
+            kms_key_arn=encryption.key_arn,
+            secret_arns=[credentials.secret_arn],
+            log_retention_days=settings.log_retention_days,
+            project_dir=Path.cwd(),
+            migrations_location=settings.migrations.location,
+            ca_bundle=settings.migrations.ca_bundle_path,
+        ),
+        opts=with_provider,
+    )
+    if settings.uses_lambda_runner
+    else None
+)
+runner_function = runner.function_name if runner else None
+runs_on = [runner.function] if runner else []
+
 # --- Schema migrations (infra/schema_migrations.py; docs/migrations-resource.md) -------------
 # Once the instance exists and the secret holds its credentials, bring the schema to the version
 # in schema/. No credential passes through here: the provider reads the secret when it applies.
@@ -119,17 +152,20 @@ schema = SchemaMigrations(
     database_name=database.name,
     region=settings.region,
     instance_identifier=database.identifier,
+    runner=runner_function,
+    runner_deadline_seconds=settings.runner_deadline_seconds,
     # After the replicas too: creating a replica makes the primary unavailable for a while, and a
     # pre-migration snapshot of it then fails (migrator/snapshot.py also waits for `available`).
-    depends_on=[database.instance, *database.replicas, secret_version],
+    depends_on=[database.instance, *database.replicas, secret_version, *runs_on],
 )
 pulumi.export("schemaVersion", schema.applied_version)
 
 # --- Credential rotation (infra/rotation.py, infra/app_users.py; docs/rotation.md) -----------
 # `pulumi config set appdb:credentialsRotation <value>` then `pulumi up` rotates the master
-# password (staged, set over SQL, tested, promoted in Secrets Manager) and flips each
-# application role to its other account. Both run after the schema migrations, so nothing
-# reads the master secret while its password changes; no application password passes here.
+# password (a new one generated where the rotation runs, staged, set over SQL, tested,
+# promoted in Secrets Manager) and flips each application role to its other account. Both run
+# after the schema migrations, so nothing reads the master secret while its password changes;
+# no password passes here.
 master_rotation = MasterRotation(
     "master-rotation",
     rotation=settings.credentials_rotation,
@@ -137,10 +173,12 @@ master_rotation = MasterRotation(
     host=database.address,
     port=database.port,
     region=settings.region,
-    new_password=credentials.password,  # keeper-bound: changes with the rotation value only
+    password_length=settings.master_password_length,
     ca_bundle=settings.migrations.ca_bundle_path,
     connect_deadline_seconds=settings.migrations.connect_deadline_seconds,
-    depends_on=[database.instance, secret_version, schema],
+    runner=runner_function,
+    runner_deadline_seconds=settings.runner_deadline_seconds,
+    depends_on=[database.instance, secret_version, schema, *runs_on],
 )
 application_users = ApplicationUsers(
     "application-users",
@@ -158,6 +196,8 @@ application_users = ApplicationUsers(
     region=settings.region,
     ca_bundle=settings.migrations.ca_bundle_path,
     connect_deadline_seconds=settings.migrations.connect_deadline_seconds,
+    runner=runner,
+    runner_deadline_seconds=settings.runner_deadline_seconds,
     depends_on=[schema, master_rotation],
     opts=with_provider,
 )
@@ -188,3 +228,5 @@ monitoring = Monitoring(
 )
 pulumi.export("alarmTopicArn", monitoring.topic_arn)
 pulumi.export("dashboardUrl", monitoring.dashboard_url)
+if runner is not None:
+    pulumi.export("runnerFunctionName", runner.function_name)

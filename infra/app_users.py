@@ -23,6 +23,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.providers import rotation as provider
+from infra.runner import DatabaseRunner
 from rotation.grants import ROLE_PRIVILEGES
 
 
@@ -48,6 +49,8 @@ class ApplicationUsers(pulumi.ComponentResource):
         region: str,
         ca_bundle: str | None,
         connect_deadline_seconds: int,
+        runner: DatabaseRunner | None = None,
+        runner_deadline_seconds: int = 3600,
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -72,6 +75,13 @@ class ApplicationUsers(pulumi.ComponentResource):
         }
         self.secret_arns = {role: secret.arn for role, secret in secrets.items()}
         self.secret_names = {role: secret.name for role, secret in secrets.items()}
+        # The in-VPC function writes these secrets: it may, once they exist (and only these).
+        runs_on: list[pulumi.Resource] = []
+        if runner is not None:
+            grant = runner.grant_secrets(
+                f"{name}-runner-access", list(self.secret_arns.values()), parent=self
+            )
+            runs_on = [runner.function, grant]
         self.resource = provider.ApplicationUsers(
             f"{name}-accounts",
             {
@@ -86,8 +96,12 @@ class ApplicationUsers(pulumi.ComponentResource):
                 "privileges": {role: list(p) for role, p in ROLE_PRIVILEGES.items()},
                 "ca_bundle": ca_bundle or None,
                 "connect_deadline_seconds": connect_deadline_seconds,
+                "runner": runner.function_name if runner is not None else None,
+                "runner_deadline_seconds": runner_deadline_seconds,
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, *secrets.values()]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*depends_on, *secrets.values(), *runs_on]
+            ),
         )
         self.active_users = self.resource.active_users
         self.register_outputs(

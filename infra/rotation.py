@@ -18,11 +18,11 @@ Who owns the master password, and why nothing fights over it:
   AWSCURRENT, putting the initial password back over a rotated one
   (hashicorp/terraform-provider-aws#37302). The label also keeps it from being deleted.
 - Every later version belongs to this component's dynamic resource, which stages, tests and
-  promotes each rotated value. The password is the credentials' RandomPassword, whose keeper
-  is the rotation value, so a new value (and only a new value) gives a new password; the
-  instance and the initial version ignore it, this resource applies it. It arrives as a Pulumi
-  secret input and never appears in the outputs. On the first deploy it is the password the
-  instance was created with, so nothing is rotated.
+  promotes each rotated value. A new rotation value (and only a new value) gives a new
+  password, generated where the rotation runs (the in-VPC function, or the provider with the
+  `direct` runner), as AWS's rotation functions do: it is never an input, an output, part of an
+  invocation, or in state. The resource's first apply records the password the instance was
+  created with as the current rotation value's, so nothing is rotated then.
 
 Declared after the schema migrations (and depending on them), so a migration never reads the
 secret while the password changes under it. Rotating twice with the same value does nothing:
@@ -50,10 +50,12 @@ class MasterRotation(pulumi.ComponentResource):
         secret_arn: pulumi.Input[str],
         host: pulumi.Input[str],
         port: pulumi.Input[int],
-        new_password: pulumi.Input[str],
         region: str,
+        password_length: int,
         ca_bundle: str | None,
         connect_deadline_seconds: int,
+        runner: pulumi.Input[str] | None = None,
+        runner_deadline_seconds: int = 3600,
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -66,9 +68,11 @@ class MasterRotation(pulumi.ComponentResource):
                 "host": host,
                 "port": port,
                 "rotation": rotation,
-                "new_password": pulumi.Output.secret(new_password),
+                "password_length": password_length,
                 "ca_bundle": ca_bundle or None,
                 "connect_deadline_seconds": connect_deadline_seconds,
+                "runner": runner,
+                "runner_deadline_seconds": runner_deadline_seconds,
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )

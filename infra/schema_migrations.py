@@ -40,6 +40,8 @@ class SchemaMigrations(pulumi.ComponentResource):
         database_name: pulumi.Input[str],
         region: pulumi.Input[str],
         instance_identifier: pulumi.Input[str] | None = None,
+        runner: pulumi.Input[str] | None = None,
+        runner_deadline_seconds: int = 3600,
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -66,6 +68,9 @@ class SchemaMigrations(pulumi.ComponentResource):
                 "snapshot_before_migrate": settings.snapshot_before_migrate,
                 "snapshot_retention": settings.snapshot_retention,
                 "instance_identifier": instance_identifier,
+                # The in-VPC function that applies them (None: this machine, `direct`).
+                "runner": runner,
+                "runner_deadline_seconds": runner_deadline_seconds,
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )

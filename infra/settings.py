@@ -84,6 +84,7 @@ CLOUDWATCH_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
     1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )  # fmt: skip
+RUNNERS = ("lambda", "direct")
 RESERVED_USERNAMES = frozenset({"admin", "root", "rdsadmin", "rdsrepladmin", "mysql", "sys"})
 
 # db.<family><generation><attributes>.<size>, e.g. db.t4g.medium, db.r6gd.4xlarge, db.m5.24xlarge
@@ -252,11 +253,18 @@ class Settings:
     monitoring: MonitoringSettings
     # regular availability zones chosen for the subnets (empty with an existing VPC)
     availability_zones: tuple[str, ...] = ()
+    # where the database work of `pulumi up` runs (infra/runner.py)
+    runner: str = "lambda"  # "lambda": the in-VPC function; "direct": the machine running up
+    runner_deadline_seconds: int = 3600
     tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def creates_network(self) -> bool:
         return self.existing_vpc_id is None
+
+    @property
+    def uses_lambda_runner(self) -> bool:
+        return self.runner == "lambda"
 
     @property
     def major_engine_version(self) -> str:
@@ -665,6 +673,33 @@ def parse_settings(
         zones = facts.availability_zones
 
     alarms = _monitoring(r, db_parameters, (instance_class, replica_class or instance_class))
+    # --- runner (where migrations and rotation run) ---
+    runner = r.string(
+        "runner",
+        lambda v: v in RUNNERS,
+        "must be lambda (a function in the VPC does the database work) or direct (the machine "
+        "running `pulumi up` connects to the database itself)",
+        "lambda",
+    )
+    allow_direct = r.boolean("runnerAllowDirect")
+    if runner == "direct" and not existing_vpc_id and not allow_direct:
+        r.problem(
+            "runner",
+            runner,
+            "direct needs a machine inside the VPC, but this stack creates its own VPC, which has "
+            "no way in: use lambda, or set appdb:existingVpcId to a VPC with a runner in it, or "
+            "appdb:runnerAllowDirect: true if the database is reachable anyway (the local "
+            "rehearsal)",
+        )
+    runner_deadline = r.integer("runnerDeadlineSeconds", 60, 86400, 3600)
+    bundle = migrations.ca_bundle_path
+    if runner == "lambda" and (bundle.startswith("/") or ".." in bundle.split("/")):
+        r.problem(
+            "tlsCaBundle",
+            bundle,
+            "with appdb:runner = lambda, must be a path inside the project (the function's "
+            "archive carries the bundle at that path), e.g. certs/rds-global-bundle.pem",
+        )
 
     if problems:
         raise SettingsError(environment, problems)
@@ -706,6 +741,8 @@ def parse_settings(
         migrations=migrations,
         availability_zones=zones,
         monitoring=alarms,
+        runner=runner,
+        runner_deadline_seconds=runner_deadline,
         tags={"Project": PROJECT_NAMESPACE, "Environment": environment, "ManagedBy": "pulumi"},
     )
 

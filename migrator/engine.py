@@ -57,6 +57,12 @@ class MigrationOptions:
     # (rather than the server's default of 8 hours). Idle gaps longer than this (waiting for
     # a snapshot) are covered by pings.
     idle_timeout_seconds: int = 300
+    # A time.monotonic() value after which the run sends no new packet, so starts no new
+    # migration and no new part of one (the in-VPC function's soft deadline, vpcrunner). Each
+    # run sends at least one packet, so repeated runs always progress. A stop inside a
+    # migration is recorded as a failed migration is (statements_done, their checksums), so
+    # the next run resumes it there; MigrateResult.stopped says where.
+    stop_after: float | None = None
 
 
 @dataclass
@@ -67,6 +73,21 @@ class MigrateResult:
     # script -> checksum of every migration applied after the run (what `applied_checksums`
     # would read back), so a caller needs no second connection and history read.
     checksums: dict[str, str] = field(default_factory=dict)
+    stopped: Stopped | None = None  # set when `stop_after` passed before the work was done
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """Where a run stopped at `stop_after`: the next statement to run (1-based) of `script`."""
+
+    script: str
+    statement: int
+    statements_total: int
+
+
+class _Paused(Exception):
+    def __init__(self, stopped: Stopped):
+        self.stopped = stopped
 
 
 @dataclass
@@ -372,6 +393,7 @@ class Migrator:
         self.migrations = migrations
         self.options = options or MigrationOptions()
         self.lock_name = self.options.lock_name or lock.default_lock_name(settings.database)
+        self._packets_sent = 0  # in the current run; see MigrationOptions.stop_after
 
     # -- session -------------------------------------------------------------------------
     @contextmanager
@@ -485,8 +507,19 @@ class Migrator:
                 for s in a.steps
             ]
             deferred: list[str] = []  # a success write still to send (see _apply)
+            self._packets_sent = 0
             for step, rank in zip(a.steps, ranks, strict=True):
-                deferred = self._apply(conn, history, step, rank, deferred)
+                if self._packets_sent and self._out_of_time():
+                    for sql in deferred:
+                        history.write(sql)
+                    statements = len(step.statements)
+                    result.stopped = Stopped(step.migration.script, step.start + 1, statements)
+                    return result
+                try:
+                    deferred = self._apply(conn, history, step, rank, deferred)
+                except _Paused as paused:
+                    result.stopped = paused.stopped
+                    return result
                 m = step.migration
                 result.applied.append(m.script)
                 result.checksums[m.script] = m.checksum
@@ -541,6 +574,24 @@ class Migrator:
         cur = conn.cursor()
         index = step.start
         while index < total:
+            if (
+                index > step.start
+                and self._out_of_time()
+                and progress.committed == index
+                and not progress.switched_schema
+            ):
+                # Between two packets, outside the script's own transaction: record where it
+                # stopped the way a failure is recorded, so the next run resumes here.
+                history.fail(
+                    rank,
+                    index,
+                    progress.done_checksums[:index],
+                    f"paused before statement {index + 1} of {total}: the run reached its "
+                    "deadline (not an error; the next migrate resumes here)",
+                )
+                log.info("%s: paused before statement %d of %d", m.script, index + 1, total)
+                raise _Paused(Stopped(m.script, index + 1, total))
+            self._packets_sent += 1
             parts: list[tuple[int | None, str]] = [(None, sql) for sql in announce]
             size = sum(len(sql) for sql in announce)
             end = index
@@ -602,6 +653,10 @@ class Migrator:
                 conn.select_db(self.settings.database)
         log.info("%s: applied %d statement(s)", m.script, total - step.start)
         return finish
+
+    def _out_of_time(self) -> bool:
+        stop_after = self.options.stop_after
+        return stop_after is not None and time.monotonic() >= stop_after
 
     @staticmethod
     def _send(

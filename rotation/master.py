@@ -2,9 +2,10 @@
 
 The steps are those of AWS's own MySQL rotation functions:
 
-1. createSecret  - copy AWSCURRENT with the new password and stage it as AWSPENDING, under a
-                   ClientRequestToken derived from (secret, rotation value, password), so a
-                   re-run finds the version it staged instead of making another.
+1. createSecret  - generate the new password here (where it is used, as AWS's rotation
+                   functions do), copy AWSCURRENT with it and stage it as AWSPENDING, under a
+                   ClientRequestToken derived from (secret, rotation value), so a re-run finds
+                   the version (and the password) it staged instead of making another.
 2. setSecret     - connect with the AWSCURRENT credentials and `ALTER USER CURRENT_USER()`;
                    if they no longer work because an earlier run already set the new
                    password, connect with AWSPENDING instead.
@@ -24,7 +25,6 @@ initial password (see infra/rotation.py).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -39,6 +39,7 @@ from rotation.database import (
     server_identified_by,
 )
 from rotation.errors import RotationError, RotationFailed
+from rotation.passwords import generate_password
 from rotation.secret_store import CURRENT, PENDING, PREVIOUS, SecretStore, SecretVersion
 from rotation.tokens import claim_version
 
@@ -46,8 +47,8 @@ from rotation.tokens import claim_version
 @dataclass(frozen=True)
 class MasterRotation:
     secret_arn: str
-    new_password: str = dataclasses.field(repr=False)
     rotation: str = ""  # the config value `appdb:credentialsRotation`
+    password_length: int = 32  # of the password generated for this rotation
     host: str | None = None  # writer endpoint (None: the one in the secret)
     port: int | None = None
     region: str | None = None
@@ -63,8 +64,8 @@ class MasterRotationResult:
     rotated: bool  # False when this rotation had already completed
 
 
-def token_parts(secret_arn: str, rotation: str, new_password: str) -> tuple[str, ...]:
-    return ("master", secret_arn, rotation, new_password)
+def token_parts(secret_arn: str, rotation: str) -> tuple[str, ...]:
+    return ("master", secret_arn, rotation)
 
 
 def rotate_master(request: MasterRotation) -> MasterRotationResult:
@@ -76,19 +77,11 @@ def rotate_master(request: MasterRotation) -> MasterRotationResult:
             "(written when the instance was created) must exist before rotation"
         )
     token, staged = claim_version(
-        store,
-        request.secret_arn,
-        token_parts(request.secret_arn, request.rotation, request.new_password),
+        store, request.secret_arn, token_parts(request.secret_arn, request.rotation)
     )
     if staged is not None and CURRENT in staged.stages:
         return MasterRotationResult(
             token, store.version_with(request.secret_arn, PREVIOUS), rotated=False
-        )
-    if _already_current(request, current):
-        # The secret already holds this password for this endpoint: the first deploy, where
-        # the instance and the secret's initial version got the very password given here.
-        return MasterRotationResult(
-            current.version_id, store.version_with(request.secret_arn, PREVIOUS), rotated=False
         )
     pending = create_secret(store, request, token, current, staged)
     session = set_secret(request, current, pending)
@@ -98,15 +91,6 @@ def rotate_master(request: MasterRotation) -> MasterRotationResult:
         session.close()
     previous = finish_secret(store, request.secret_arn, token)
     return MasterRotationResult(token, previous, rotated=True)
-
-
-def _already_current(request: MasterRotation, current: SecretVersion) -> bool:
-    value = current.value
-    return (
-        value.get("password") == request.new_password
-        and (request.host is None or value.get("host") == request.host)
-        and (request.port is None or str(value.get("port")) == str(request.port))
-    )
 
 
 def create_secret(
@@ -119,7 +103,7 @@ def create_secret(
     if staged is not None:
         return staged  # an earlier run staged it: reuse, never stage a second value
     value = dict(current.value)
-    value["password"] = request.new_password
+    value["password"] = generate_password(request.password_length)
     if request.host:
         value["host"] = request.host
     if request.port:

@@ -218,8 +218,10 @@ def test_ec2_18_no_unrestricted_ingress_on_any_port():
 
 
 def test_ec2_19_no_unrestricted_access_to_high_risk_ports():
-    # The only ingress is the database port from the application security group.
+    # The only ingress: the database port from the application group and from the runner
+    # function's group, and HTTPS into the Secrets Manager endpoint from the function.
     for rule in _ingress_rules():
         assert not any(rule.get(key) for key in CIDR_KEYS)
         assert rule["referencedSecurityGroupId"].startswith("sg-")
-        assert rule["fromPort"] == rule["toPort"] == primary(plan_of(PLAN)).inputs["port"]
+        port = primary(plan_of(PLAN)).inputs["port"]
+        assert rule["fromPort"] == rule["toPort"] and rule["fromPort"] in (port, 443)

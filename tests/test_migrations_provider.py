@@ -30,7 +30,6 @@ from support_aws import (
 )
 
 from infra.providers.migrations import (
-    UNKNOWN,
     SchemaMigrationsError,
     SchemaMigrationsProvider,
     compare,
@@ -39,6 +38,7 @@ from migrator import history
 from migrator import secrets as migrator_secrets
 from migrator.discovery import load_migrations
 from standins.mariadb import MariaDBServer
+from vpcrunner.requests import UNKNOWN
 
 V1 = """CREATE TABLE widgets (
     id BIGINT AUTO_INCREMENT PRIMARY KEY,

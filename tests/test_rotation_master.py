@@ -14,19 +14,30 @@ from standins.mariadb import MariaDBServer
 NEW_PASSWORD = "N3w-master.Passw0rd~for+rotation=32ch"
 
 
+# The password the next rotation generates (rotation.master generates it where it is set; the
+# tests fix it to check logins with it).
+NEXT_PASSWORD = [NEW_PASSWORD]
+
+
 @pytest.fixture
-def setup(mariadb: MariaDBServer, database: str, aws: str):
+def account(mariadb: MariaDBServer, database: str, aws: str):
     user, password = make_master(mariadb)
     arn = master_secret(mariadb, user, password, database)
     return mariadb, user, password, arn
 
 
+@pytest.fixture
+def setup(account, monkeypatch):
+    monkeypatch.setattr(master, "generate_password", lambda _length: NEXT_PASSWORD[0])
+    return account
+
+
 def request(
     mariadb: MariaDBServer, arn: str, rotation: str = "r1", new_password: str = NEW_PASSWORD
 ) -> MasterRotation:
+    NEXT_PASSWORD[0] = new_password
     return MasterRotation(
         secret_arn=arn,
-        new_password=new_password,
         rotation=rotation,
         host=mariadb.host,
         port=mariadb.port,
@@ -79,15 +90,27 @@ def test_staged_then_set_then_tested_then_promoted(setup, monkeypatch):
     assert not can_login(mariadb, user, old_password)
 
 
-def test_the_password_the_secret_already_holds_is_not_rotated_again(setup):
-    """The first deploy: instance and initial secret version got the password given here."""
-    mariadb, user, old_password, arn = setup
-    before = stages(arn)
-    result = rotate_master(request(mariadb, arn, "initial", new_password=old_password))
-    assert not result.rotated
-    assert result.version_id == next(iter(before))
-    assert stages(arn) == before
-    assert can_login(mariadb, user, old_password)
+def test_the_new_password_is_generated_where_it_is_set(account):
+    """No password is given to a rotation: it makes one of the configured length, RDS-safe."""
+    mariadb, user, old_password, arn = account
+    rotation = MasterRotation(
+        secret_arn=arn,
+        rotation="r1",
+        password_length=20,
+        host=mariadb.host,
+        port=mariadb.port,
+        ca_bundle=str(mariadb.ca_path),
+        connect_deadline=5.0,
+        test_deadline=1.0,
+    )
+    assert rotate_master(rotation).rotated
+    generated = value(arn)["password"]
+    assert len(generated) == 20 and generated != old_password
+    assert not set(generated) & set("/@\"' ")
+    assert can_login(mariadb, user, generated)
+    # The same rotation again finds the version it staged: no second password.
+    assert not rotate_master(rotation).rotated
+    assert value(arn)["password"] == generated
 
 
 def test_same_rotation_twice_does_nothing(setup):

@@ -17,8 +17,9 @@ from planner import SECRET_PLACEHOLDER, Plan, run_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "appdb:credentialsRotation"
-# What a rotation may touch: the keeper-bound master password, the rotation resource that
-# applies it, and the application users' resource. Nothing else.
+# What a rotation may touch: the keeper-bound initial master password (unused after the first
+# deploy: the instance and the initial secret version ignore it), the master rotation resource,
+# and the application users' resource. Nothing else.
 CREDENTIAL_RESOURCES = {
     "credentials-master-password",
     "master-rotation-rotated",
@@ -66,7 +67,7 @@ def test_a_new_rotation_value_changes_only_credential_resources(plans):
     assert plans["first"].outputs == plans["second"].outputs
 
 
-def test_rotation_resources_take_the_value_and_the_password_only_as_a_secret(plans):
+def test_rotation_resources_take_the_value_and_no_password(plans):
     resources = {r.name: r for r in plans["second"].resources}
     password = resources["credentials-master-password"]
     assert password.inputs["keepers"] == {"rotation": "2026-02"}
@@ -74,7 +75,9 @@ def test_rotation_resources_take_the_value_and_the_password_only_as_a_secret(pla
     assert password.inputs["length"] >= 32
     master = resources["master-rotation-rotated"]
     assert master.inputs["rotation"] == "2026-02"
-    assert master.inputs["new_password"] == SECRET_PLACEHOLDER
+    # The new master password is generated where the rotation runs: never an input.
+    assert [k for k in master.inputs if "password" in k] == ["password_length"]
+    assert master.inputs["password_length"] == password.inputs["length"]
     assert resources["application-users-accounts"].inputs["rotation"] == "2026-02"
     assert "password" not in json.dumps(resources["application-users-accounts"].inputs)
 

@@ -12,14 +12,15 @@ from pulumi.dynamic.dynamic import serialize_provider
 from rotation_support import can_login, master_account, value
 from support_aws import create_secret, grpc_struct, provider_host, run_in_fresh_interpreter
 
+import rotation.master
 from infra.providers.rotation import (
-    UNKNOWN,
     ApplicationUsersProvider,
     CredentialRotationError,
     MasterPasswordRotationProvider,
 )
 from rotation.grants import ROLE_PRIVILEGES, schema_target
 from standins.mariadb import MariaDBServer
+from vpcrunner.requests import UNKNOWN
 
 PASSWORD_1 = "Rotated-Master.Password~number+1"
 PASSWORD_2 = "Rotated-Master.Password~number+2"
@@ -30,7 +31,15 @@ def master(mariadb: MariaDBServer, database: str, aws: str) -> dict[str, Any]:
     return master_account(mariadb, database)
 
 
-def master_props(mariadb: MariaDBServer, master: dict, rotation: str, password: str) -> dict:
+@pytest.fixture
+def generated(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The passwords the rotation will generate, in order (known here to test logins)."""
+    queue = [PASSWORD_1, PASSWORD_2]
+    monkeypatch.setattr(rotation.master, "generate_password", lambda _length: queue.pop(0))
+    return queue
+
+
+def master_props(mariadb: MariaDBServer, master: dict, rotation_value: str) -> dict:
     checked = MasterPasswordRotationProvider().check(
         {},
         {
@@ -38,8 +47,7 @@ def master_props(mariadb: MariaDBServer, master: dict, rotation: str, password: 
             "region": "us-east-1",
             "host": mariadb.host,
             "port": mariadb.port,
-            "rotation": rotation,
-            "new_password": password,
+            "rotation": rotation_value,
             "ca_bundle": str(mariadb.ca_path),
             "connect_deadline_seconds": 5,
             "test_deadline_seconds": 1,
@@ -49,47 +57,58 @@ def master_props(mariadb: MariaDBServer, master: dict, rotation: str, password: 
     return checked.inputs
 
 
-def test_master_provider_rotates_on_a_new_value_only(mariadb, master):
+def test_master_provider_rotates_on_a_new_value_only(mariadb, master, generated):
     provider = MasterPasswordRotationProvider()
-    first = master_props(mariadb, master, "2026-01", PASSWORD_1)
+    first = master_props(mariadb, master, "2026-01")
     created = provider.create(first)
     outs = dict(created.outs or {})
-    assert PASSWORD_1 not in json.dumps(outs) and master["password"] not in json.dumps(outs)
-    assert "new_password" not in outs
+    # The first apply adopts the password the instance was created with: nothing rotates.
+    assert value(master["arn"])["password"] == master["password"]
+    assert outs["version_id"] and generated == [PASSWORD_1, PASSWORD_2]
+    assert master["password"] not in json.dumps(outs)
+    assert not [k for k in outs if "password" in k and k != "password_length"]
+
+    # Same rotation value: no change.
+    assert provider.diff(created.id, outs, first).changes is False
+    # A new value: changes, and the update rotates to a password generated where it ran.
+    second = master_props(mariadb, master, "2026-02")
+    assert provider.diff(created.id, outs, second).changes is True
+    assert provider.diff(created.id, outs, {**second, "rotation": UNKNOWN}).changes is True
+    updated = dict(provider.update(created.id, outs, second).outs or {})
+    assert updated["previous_version_id"] == outs["version_id"]
     assert value(master["arn"])["password"] == PASSWORD_1
     assert value(master["arn"], "AWSPREVIOUS")["password"] == master["password"]
     assert can_login(mariadb, master["user"], PASSWORD_1)
     assert not can_login(mariadb, master["user"], master["password"])
-
-    # Same rotation value (and so the same keeper-bound password): no change.
-    assert provider.diff(created.id, outs, first).changes is False
-    # A new value: changes, and the update rotates.
-    second = master_props(mariadb, master, "2026-02", PASSWORD_2)
-    assert provider.diff(created.id, outs, second).changes is True
-    # During preview the replaced RandomPassword is unknown: still a change.
-    assert provider.diff(created.id, outs, {**second, "new_password": UNKNOWN}).changes is True
-    updated = dict(provider.update(created.id, outs, second).outs or {})
-    assert updated["previous_version_id"] == outs["version_id"]
-    assert value(master["arn"])["password"] == PASSWORD_2
-    assert value(master["arn"], "AWSPREVIOUS")["password"] == PASSWORD_1
     assert provider.diff(created.id, updated, second).changes is False
-    assert PASSWORD_2 not in json.dumps(updated)
+    assert PASSWORD_1 not in json.dumps(updated)
     # A refresh reads both labels back and leaves nothing for the next preview to change.
     refreshed = dict(provider.read(created.id, updated).outs or {})
     assert refreshed["version_id"] == updated["version_id"]
     assert refreshed["previous_version_id"] == outs["version_id"]
     assert provider.diff(created.id, refreshed, second).changes is False
+    # The same value again (a re-run): the staged rotation is found, nothing new generated.
+    again = dict(provider.update(created.id, refreshed, second).outs or {})
+    assert again["version_id"] == updated["version_id"] and generated == [PASSWORD_2]
 
 
-def test_master_provider_failure_is_one_readable_secret_free_message(mariadb, master):
+def test_no_password_may_be_an_input_of_the_master_rotation(mariadb, master):
+    props = {**master_props(mariadb, master, "2026-01"), "new_password": "hunter2-password"}
+    failures = MasterPasswordRotationProvider().check({}, props).failures
+    assert [f.property for f in failures] == ["new_password"]
+    assert "hunter2" not in json.dumps([f.reason for f in failures])
+
+
+def test_master_provider_failure_is_one_readable_secret_free_message(mariadb, master, generated):
     provider = MasterPasswordRotationProvider()
-    props = master_props(mariadb, master, "2026-01", PASSWORD_1)
+    outs = dict(provider.create(master_props(mariadb, master, "2026-01")).outs or {})
+    props = master_props(mariadb, master, "2026-02")
     root = mariadb.root_connection()
     with root.cursor() as cur:
         cur.execute(f"ALTER USER `{master['user']}`@'%' WITH MAX_USER_CONNECTIONS 1")
     try:
         with pytest.raises(CredentialRotationError) as failure:
-            provider.create(props)
+            provider.update("id", outs, props)
     finally:
         with root.cursor() as cur:
             cur.execute(f"ALTER USER `{master['user']}`@'%' WITH MAX_USER_CONNECTIONS 0")
@@ -100,8 +119,8 @@ def test_master_provider_failure_is_one_readable_secret_free_message(mariadb, ma
     assert failure.value.__cause__ is None and failure.value.__suppress_context__
     assert can_login(mariadb, master["user"], master["password"])
     assert value(master["arn"])["password"] == master["password"]  # nothing promoted
-    provider.create(props)  # re-run after the cause is fixed completes
-    assert can_login(mariadb, master["user"], PASSWORD_1)
+    provider.update("id", outs, props)  # re-run after the cause is fixed completes
+    assert can_login(mariadb, master["user"], PASSWORD_1)  # the staged password, not a new one
 
 
 def test_users_provider_engine_errors_are_one_readable_message(mariadb, master):
@@ -123,13 +142,13 @@ def test_users_provider_engine_errors_are_one_readable_message(mariadb, master):
 
 def test_master_provider_publishes_a_new_endpoint_without_rotating(mariadb, master):
     provider = MasterPasswordRotationProvider()
-    props = master_props(mariadb, master, "2026-01", PASSWORD_1)
+    props = master_props(mariadb, master, "2026-01")
     outs = dict(provider.create(props).outs or {})
     moved = {**props, "host": "localhost"}  # e.g. the instance was restored under a new name
     assert provider.diff("id", outs, moved).changes is True
     updated = dict(provider.update("id", outs, moved).outs or {})
     assert value(master["arn"])["host"] == "localhost"
-    assert value(master["arn"])["password"] == PASSWORD_1  # same password, new version
+    assert value(master["arn"])["password"] == master["password"]  # same password, new version
     assert updated["version_id"] != outs["version_id"]
     assert provider.diff("id", updated, moved).changes is False
 
@@ -226,7 +245,7 @@ def test_pulumis_provider_host_runs_both_providers(mariadb, master):
     from pulumi.runtime import proto, rpc
 
     master_inputs = {
-        **master_props(mariadb, master, "2026-01", PASSWORD_1),
+        **master_props(mariadb, master, "2026-01"),
         "__provider": serialize_provider(MasterPasswordRotationProvider()),
     }
     master["app"], master["readonly"] = create_secret(), create_secret()
@@ -242,15 +261,15 @@ def test_pulumis_provider_host_runs_both_providers(mariadb, master):
                 proto.CreateRequest(urn=urn, properties=grpc_struct(master_inputs))
             )
             outs = rpc.deserialize_properties(created.properties)
-            assert PASSWORD_1 not in json.dumps(outs)
-            assert value(master["arn"])["password"] == PASSWORD_1
+            assert master["password"] not in json.dumps(outs)
+            assert value(master["arn"])["password"] == master["password"]  # adopted
             same = stub.Diff(
                 proto.DiffRequest(
                     id=created.id, urn=urn, olds=grpc_struct(outs), news=grpc_struct(master_inputs)
                 )
             )
             assert same.changes == proto.DiffResponse.DIFF_NONE
-            rotated = {**master_inputs, "rotation": "2026-02", "new_password": PASSWORD_2}
+            rotated = {**master_inputs, "rotation": "2026-02"}
             some = stub.Diff(
                 proto.DiffRequest(
                     id=created.id, urn=urn, olds=grpc_struct(outs), news=grpc_struct(rotated)
