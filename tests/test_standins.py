@@ -20,3 +20,15 @@ def test_moto_server_answers_secrets_manager(aws):
     client = boto3.client("secretsmanager")
     arn = client.create_secret(Name="standin-check", SecretString="{}")["ARN"]
     assert client.get_secret_value(SecretId=arn)["SecretString"] == "{}"
+
+
+def test_describing_a_server_without_starting_it_leaves_no_directory(tmp_path, monkeypatch):
+    """tests/vanishing_migrator.py describes the session's server this way: every test run
+    used to leave an empty /tmp/mariadb-* directory behind."""
+    import tempfile
+
+    from standins.mariadb import MariaDBServer
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    MariaDBServer(host="127.0.0.1", port=3306, admin_password="unused")
+    assert list(tmp_path.iterdir()) == []
