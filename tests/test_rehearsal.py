@@ -1,20 +1,26 @@
-"""The local rehearsal (`make rehearse`) runs end to end against its own stand-ins."""
+"""The local rehearsal (`make rehearse`) runs end to end against its own stand-ins, and reads
+well: progress step by step, a summary of each stack's plan first, the full plans on request."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from infra_plans import plan_of
+
+import rehearsal.cli as rehearsal
 from migrator.discovery import load_migrations
+from planner.render import render_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_rehearsal_applies_the_schema_then_finds_nothing_to_do() -> None:
-    # The offline plans have their own tests; skip them here to keep this one quick.
+def test_rehearsal_shows_progress_leads_with_plan_summaries_and_applies_the_schema() -> None:
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "rehearse"), "--no-plan"],
+        [sys.executable, "-m", "rehearsal.cli"],  # what `make rehearse` runs
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -23,6 +29,19 @@ def test_rehearsal_applies_the_schema_then_finds_nothing_to_do() -> None:
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     out = completed.stdout
+    # Every step announced in order, as [n/N].
+    steps = [(int(n), int(total)) for n, total in re.findall(r"^== \[(\d+)/(\d+)\] ", out, re.M)]
+    assert steps == [(n, len(rehearsal.STEPS)) for n in range(1, len(rehearsal.STEPS) + 1)], out
+    # The plans come first, as one summary per stack whose counts are the plan's.
+    plans = out[: out.index("== [2/")]
+    for stack in rehearsal.STACKS:
+        plan = plan_of(stack)
+        resources = sum(1 for r in plan.resources if r.custom)
+        assert f"Plan for appdb/{stack}: {resources} resources in " in plans
+        assert "flagged: nothing" in plans
+    assert "      password: [secret]" not in out  # no property listing without --full-plan
+    assert len(out.splitlines()) < 120, f"{len(out.splitlines())} lines"
+    # Then the deploy itself, as before.
     rows = {line.split()[1]: line.split()[2] for line in out.splitlines() if ".sql " in line}
     expected = load_migrations(ROOT / "schema").checksums()
     assert rows == dict.fromkeys(expected, "applied"), out
@@ -37,3 +56,20 @@ def test_rehearsal_applies_the_schema_then_finds_nothing_to_do() -> None:
     expected_tasks = ["migrate", "master.read", "master.rotate", "users.apply"]
     assert tasks == [[task, "done"] for task in expected_tasks]
     assert "passwords in any event, answer or function log: 0" in lambda_part
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["summary only", "--full-plan"])
+def test_full_plans_are_behind_a_flag(
+    full: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(rehearsal, "run_plan", lambda _root, stack: plan_of(stack))
+    options = rehearsal.build_parser().parse_args(["--full-plan"] if full else [])
+    rehearsal.show_plans(rehearsal.Rehearsal(options=options))
+    out = capsys.readouterr().out
+    for stack in rehearsal.STACKS:
+        assert f"Plan for appdb/{stack}: " in out
+        full_plan = render_plan(plan_of(stack)).rstrip()
+        assert (full_plan in out) is full
+        if full:  # after both summaries
+            assert out.index(full_plan) > out.index("Plan for appdb/production: ")
+    assert ("--full-plan" in out) is not full  # says where the rest is
