@@ -29,20 +29,27 @@ def master(mariadb: MariaDBServer, database: str, aws: str, monkeypatch) -> dict
     return master_account(mariadb, database)
 
 
-def test_master_rollback_with_the_script_restores_the_previous_password(mariadb, master):
-    rotated = rotate_master(
+def rotate(mariadb: MariaDBServer, master: dict, rotation: str):
+    return rotate_master(
         MasterRotation(
-            secret_arn=master["arn"], rotation="r1",
+            secret_arn=master["arn"], rotation=rotation,
             ca_bundle=str(mariadb.ca_path), connect_deadline=5, test_deadline=1,
         )
     )  # fmt: skip
-    completed = subprocess.run(
-        [
-            sys.executable, str(ROOT / "scripts" / "rollback-credentials"), "master",
-            "--secret-id", master["arn"], "--ca-bundle", str(mariadb.ca_path),
-            "--connect-deadline", "5",
-        ],
-        capture_output=True, text=True, env=dict(os.environ), timeout=60, check=False,
+
+
+def _rollback_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "rollback-credentials"), *args],
+        capture_output=True, text=True, env=env or dict(os.environ), timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_master_rollback_with_the_script_restores_the_previous_password(mariadb, master):
+    rotated = rotate(mariadb, master, "r1")
+    completed = _rollback_cli(
+        "master", "--secret-id", master["arn"], "--ca-bundle", str(mariadb.ca_path),
+        "--connect-deadline", "5",
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     assert f"version {rotated.previous_version_id}" in completed.stdout
@@ -60,12 +67,7 @@ def test_master_rollback_without_a_previous_version_is_refused(mariadb, master):
 
 
 def test_master_rollback_refused_by_the_database_is_one_readable_message(mariadb, master):
-    rotate_master(
-        MasterRotation(
-            secret_arn=master["arn"], rotation="r1",
-            ca_bundle=str(mariadb.ca_path), connect_deadline=5, test_deadline=1,
-        )
-    )  # fmt: skip
+    rotate(mariadb, master, "r1")
     unknown = "Neither-secret.knows~this+one"
     root = mariadb.root_connection()
     try:
@@ -99,6 +101,9 @@ def test_role_rollback_flips_to_the_previous_account_without_sql(mariadb, master
     assert value(app_arn)["username"] == "rb_app_b"
     result = rollback_role(app_arn, ca_bundle=str(mariadb.ca_path), connect_deadline=5)
     assert result.username == "rb_app_a"
+    # Once more would flip back to the rotated account: refused, nothing moves.
+    with pytest.raises(RotationError, match="already rolled back"):
+        rollback_role(app_arn, ca_bundle=str(mariadb.ca_path), connect_deadline=5)
     previous = value(app_arn)
     assert previous["username"] == "rb_app_a"
     assert can_login(mariadb, "rb_app_a", previous["password"], master["database"])
@@ -108,21 +113,9 @@ def test_role_rollback_flips_to_the_previous_account_without_sql(mariadb, master
     root.close()
 
 
-def _rollback_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "rollback-credentials"), *args],
-        capture_output=True, text=True, env=env or dict(os.environ), timeout=60, check=False,
-    )  # fmt: skip
-
-
 def test_a_second_master_rollback_is_refused_instead_of_undoing_the_first(mariadb, master):
     """Rolling back twice used to flip AWSCURRENT back to the rotated version, silently."""
-    rotated = rotate_master(
-        MasterRotation(
-            secret_arn=master["arn"], new_password=ROTATED, rotation="r1",
-            ca_bundle=str(mariadb.ca_path), connect_deadline=5, test_deadline=1,
-        )
-    )  # fmt: skip
+    rotated = rotate(mariadb, master, "r1")
     common = ("master", "--secret-id", master["arn"], "--ca-bundle", str(mariadb.ca_path))
     first = _rollback_cli(*common, "--connect-deadline", "5")
     assert first.returncode == 0, first.stderr
@@ -139,36 +132,10 @@ def test_a_second_master_rollback_is_refused_instead_of_undoing_the_first(mariad
     assert not can_login(mariadb, master["user"], ROTATED)
 
     # The next rotation moves forward as usual, and its rollback is allowed again.
-    rotate_master(
-        MasterRotation(
-            secret_arn=master["arn"], new_password=ROTATED + "-2", rotation="r2",
-            ca_bundle=str(mariadb.ca_path), connect_deadline=5, test_deadline=1,
-        )
-    )  # fmt: skip
+    rotate(mariadb, master, "r2")
     third = _rollback_cli(*common, "--connect-deadline", "5")
     assert third.returncode == 0, third.stderr
     assert value(master["arn"])["password"] == master["password"]
-
-
-def test_a_second_role_rollback_is_refused(mariadb, master):
-    app_arn = create_secret()
-    for rotation in ("r1", "r2"):
-        apply_application_users(
-            ApplicationUsers(
-                master_secret_arn=master["arn"], schema=master["database"],
-                roles={"app": RoleEndpoint(app_arn, mariadb.host, mariadb.port)},
-                rotation=rotation, ca_bundle=str(mariadb.ca_path), connect_deadline=5,
-                test_deadline=1, account_prefix="rb2_",
-            )
-        )  # fmt: skip
-    rollback_role(app_arn, ca_bundle=str(mariadb.ca_path), connect_deadline=5)
-    with pytest.raises(RotationError, match="already rolled back"):
-        rollback_role(app_arn, ca_bundle=str(mariadb.ca_path), connect_deadline=5)
-    assert value(app_arn)["username"] == "rb2_app_a"
-    root = mariadb.root_connection()
-    with root.cursor() as cur:
-        cur.execute("DROP USER IF EXISTS rb2_app_a, rb2_app_b")
-    root.close()
 
 
 def test_no_region_is_one_clear_error_not_a_traceback(tmp_path):
