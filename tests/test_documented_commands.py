@@ -41,6 +41,7 @@ from documented_commands import (
     command_lines,
     documented_command_lines,
     inline_mentions,
+    split_commands,
 )
 
 # What a shell on a fresh machine has: no virtualenv activated, no PYTHONPATH.
@@ -54,6 +55,14 @@ PLACEHOLDERS = {
     "--dsn ...": '--dsn "$STANDIN_DSN" --ca-bundle certs/rds-global-bundle.pem',  # "as above"
     "--locations other/dir": "--locations schema",
 }
+# `$(pulumi stack output NAME ...)` in a project command: the stand-ins' counterpart of that
+# output (the command around it runs; the pulumi part is checked like any pulumi command).
+STACK_OUTPUTS = {
+    "secretName": "$APPDB_SECRET_ARN",
+    "appSecretName": "$APPDB_APP_SECRET_ARN",
+    "readonlySecretName": "$APPDB_READONLY_SECRET_ARN",
+}
+_STACK_OUTPUT = re.compile(r"\$\(pulumi stack output (\w+)(?: --stack [\w-]+)?\)")
 # Run by CI itself (.ci/run), not from inside the suite (`make test` would run the suite again).
 CI_COMMANDS = {"make test", "make check", "make lint", "make typecheck"}
 BENCHMARK = "benchmarks/bench_migrations.py"
@@ -71,18 +80,38 @@ def _program_path(command: SimpleCommand) -> list[str]:
     return words[:1]
 
 
+def is_installer(command: SimpleCommand) -> bool:
+    """`python3 -m venv DIR` and `DIR/bin/pip install -r FILE`: installs from PyPI, checked
+    (FILE pins only what scripts/setup installs, at the same versions), not run in the suite."""
+    words = command.words
+    if words[:3] == ("python3", "-m", "venv"):
+        return True
+    return command.program.endswith("/bin/pip") and words[1:2] == ("install",)
+
+
 def is_external(command: SimpleCommand) -> bool:
-    return command.program in {"pulumi", "aws", "gh", "git", "npm"}
+    return command.program in {"pulumi", "aws", "gh", "git", "npm"} or is_installer(command)
 
 
 # --- the documents, classified --------------------------------------------------------------
 
 
+def with_stack_outputs(text: str, used: set[str] | None = None) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if used is not None:
+            used.add(f"pulumi stack output {match[1]}")
+        return STACK_OUTPUTS.get(match[1], match[0])
+
+    return _STACK_OUTPUT.sub(replace, text)
+
+
 def runnable_lines() -> list[CommandLine]:
+    """The project's command lines (a `$(pulumi stack output ...)` inside one is stood in for)."""
     return [
         line
         for line in documented_command_lines()
-        if not line.synopsis and not any(is_external(c) for c in line.commands)
+        if not line.synopsis
+        and not any(is_external(c) for c in split_commands(with_stack_outputs(line.text)))
     ]
 
 
@@ -222,7 +251,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 def _as_run(line: CommandLine, used: set[str]) -> tuple[str, str]:
     """(how the line runs here, why it differs from the doc, or "")."""
-    text = line.text
+    text = with_stack_outputs(line.text, used)
     for placeholder, value in PLACEHOLDERS.items():
         if placeholder in text:
             used.add(placeholder)
@@ -354,7 +383,9 @@ def test_every_project_command_in_the_docs_runs_as_written(
             if problem:
                 failures.append(f"{where}: `{statement}` {problem}\n{output[-1500:]}")
     assert failures == [], "\n\n".join(failures)
-    assert used == set(PLACEHOLDERS), f"placeholders no document uses: {set(PLACEHOLDERS) - used}"
+    stale = set(PLACEHOLDERS) - used
+    assert stale == set(), f"placeholders no document uses any more: {stale}"
+    assert any(u.startswith("pulumi stack output") for u in used)
     unresolved = [s for _, s, _, _ in ran if re.search(r"<[a-z][^>]*>|\s\.\.\.(\s|$)", s)]
     assert unresolved == [], f"placeholders without a stand-in value: {unresolved}"
     assert len(ran) >= 20, ran  # the docs hold more than that; fewer means the parser broke
@@ -385,13 +416,18 @@ PULUMI_COMMANDS: dict[tuple[str, ...], set[str]] = {
     (): set(),
     ("up",): {"--stack", "-s", "--diff", "--refresh", "-r", "--target", "-t", "--yes", "-y",
               "--skip-preview", "-f", "--config", "-c", "--expect-no-changes", "--message",
-              "-m", "--target-dependents", "--parallel", "-p"},
+              "-m", "--target-dependents", "--parallel", "-p", "--policy-pack",
+              "--policy-pack-config"},
     ("preview",): {"--stack", "-s", "--diff", "--refresh", "-r", "--target", "-t", "--json",
-                   "-j", "--expect-no-changes", "--config", "-c", "--message", "-m"},
+                   "-j", "--expect-no-changes", "--config", "-c", "--message", "-m",
+                   "--policy-pack", "--policy-pack-config"},
     ("refresh",): {"--stack", "-s", "--yes", "-y", "--skip-preview", "--expect-no-changes"},
     ("destroy",): {"--stack", "-s", "--yes", "-y", "--skip-preview", "--target", "-t"},
     ("login",): {"--local", "-l", "--cloud-url", "-c", "--default-org", "--insecure"},
     ("config", "set"): {"--stack", "-s", "--secret", "--plaintext", "--path"},
+    ("config", "rm"): {"--stack", "-s", "--path"},
+    ("version",): set(),
+    ("install",): {"--reinstall", "--no-plugins", "--no-dependencies"},
     ("stack", "init"): {"--stack", "-s", "--secrets-provider", "--copy-config-from",
                         "--no-select"},
     ("stack", "select"): {"--stack", "-s", "--create", "-c", "--secrets-provider"},
@@ -419,11 +455,8 @@ def _stacks() -> set[str]:
 
 @functools.cache
 def _config_keys() -> set[str]:
-    import infra.settings
-
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
-    keys = {k if ":" in k else f"appdb:{k}" for k in declared}
-    return keys | {f"appdb:{k}" for k in infra.settings.STRUCTURED_KEYS} | {"aws:region"}
+    return {k if ":" in k else f"appdb:{k}" for k in declared} | {"aws:region"}
 
 
 @functools.cache
@@ -455,7 +488,7 @@ def check_pulumi(words: tuple[str, ...]) -> list[str]:
     named = rest[0] if rest and not _placeholder(rest[0]) else None
     if named and path in {("stack", "init"), ("stack", "select")} and named not in _stacks():
         problems.append(f"no stack {named!r} (no Pulumi.{named}.yaml)")
-    if named and path == ("config", "set") and named not in _config_keys():
+    if named and path[0] == "config" and named not in _config_keys():
         problems.append(f"config key {named!r} is not declared (Pulumi.yaml)")
     if named and path == ("stack", "output") and named not in _stack_outputs():
         problems.append(f"the program exports no output {named!r}")
@@ -514,6 +547,41 @@ def check_npm(words: tuple[str, ...]) -> list[str]:
     return problems
 
 
+def check_installer(words: tuple[str, ...]) -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    if words[0] == "python3":
+        return [] if len(words) == 4 else [f"python3 -m venv: expected one directory: {words}"]
+    if "-r" not in words:
+        return [f"{words[0]}: install only from a requirements file (-r FILE)"]
+    path = ROOT / words[words.index("-r") + 1]
+    if not path.is_file():
+        return [f"{path.relative_to(ROOT)} does not exist"]
+    problems = []
+    for line in path.read_text().splitlines():
+        requirement = line.split("#", 1)[0].strip()
+        if not requirement:
+            continue
+        name, _, pinned = requirement.partition("==")
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            installed = None
+        if installed != pinned:
+            problems.append(
+                f"{path.relative_to(ROOT)}: {requirement}, but scripts/setup installs "
+                f"{name} {installed or '(nothing)'}"
+            )
+    return problems
+
+
+def check_external(words: tuple[str, ...]) -> list[str]:
+    command = SimpleCommand(words)
+    if is_installer(command):
+        return check_installer(words)
+    return CHECKERS[words[0]](words)
+
+
 CHECKERS = {
     "pulumi": check_pulumi,
     "aws": check_aws,
@@ -529,7 +597,7 @@ def test_external_commands_name_real_commands_options_stacks_and_keys() -> None:
         for command in line.commands:
             if is_external(command):
                 checked += 1
-                problems += [f"{line.where}: {p}" for p in CHECKERS[command.program](command.words)]
+                problems += [f"{line.where}: {p}" for p in check_external(command.words)]
     assert problems == [], "\n".join(problems)
     assert checked >= 30  # pulumi and aws commands fill the deploy sections
 
@@ -545,11 +613,13 @@ def test_external_commands_name_real_commands_options_stacks_and_keys() -> None:
         ("aws secretsmanager update-secret-version-stage --secret-id x --move-to x", "--move-to"),
         ("aws secretsmanager describe-secrets --secret-id x", "no operation"),
         ("git archiv", "no command"),
+        ("policy/venv/bin/pip install pulumi", "requirements file"),
+        ("policy/venv/bin/pip install -r requirements-typo.txt", "does not exist"),
     ],
 )
 def test_the_external_checkers_catch_drift(words: str, problem: str) -> None:
     split = tuple(words.split())
-    found = CHECKERS[split[0]](split)
+    found = check_external(split)
     assert any(problem in p for p in found), found
 
 
