@@ -22,9 +22,12 @@ _REEXECUTED = "APPDB_COMMAND_REEXECUTED"  # set once, so a broken .venv cannot l
 
 def entry_point(name: str) -> tuple[str, str]:
     """(module, function) of the console command `appdb-<name>` in pyproject.toml."""
-    with (ROOT / "pyproject.toml").open("rb") as project_file:
-        scripts = tomllib.load(project_file)["project"]["scripts"]
-    module, _, function = scripts[f"appdb-{name}"].partition(":")
+    try:
+        with (ROOT / "pyproject.toml").open("rb") as project_file:
+            target = tomllib.load(project_file)["project"]["scripts"][f"appdb-{name}"]
+    except (OSError, KeyError) as missing:
+        sys.exit(f"scripts/{name}: {ROOT / 'pyproject.toml'} declares no appdb-{name} ({missing})")
+    module, _, function = target.partition(":")
     return module, function
 
 

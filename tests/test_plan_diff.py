@@ -454,7 +454,10 @@ def test_passwords_in_statement_first_lines_are_masked():
 # --- part 2: a real git history, real plans -----------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_FILES = ["Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.production.yaml", "__main__.py"]
+# pyproject.toml: scripts/<name> runs the command it declares (scripts/_command.py).
+PROJECT_FILES = [
+    "Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.production.yaml", "__main__.py", "pyproject.toml",
+]  # fmt: skip
 PROJECT_DIRS = ["infra", "planner", "migrator", "rotation", "vpcrunner", "schema", "certs"]
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "plan-diff test",
