@@ -271,7 +271,6 @@ def rotate(state_dir: Path) -> int:
     from rotation.app_users import apply_application_users
     from rotation.errors import RotationError
     from rotation.master import MasterRotation, rotate_master
-    from rotation.passwords import generate_password
     from rotation.secret_store import CURRENT, PREVIOUS, SecretStore
 
     standins = load(state_dir)
@@ -295,7 +294,6 @@ def rotate(state_dir: Path) -> int:
             rotate_master(
                 MasterRotation(
                     secret_arn=standins.secrets["master"],
-                    new_password=generate_password(32),
                     rotation=standins.rotation,
                     region=standins.region,
                     ca_bundle=standins.ca_bundle,

@@ -44,7 +44,7 @@ def test_rehearsal_shows_progress_and_applies_the_schema_without_printing_a_pass
     assert '"password": "********"' in out
     assert "no password appeared in this output" in out
     # The lambda runner step: the providers invoked the function (on the Lambda stand-in).
-    lambda_part = out.split("== Lambda runner", 1)[1]
+    lambda_part = re.split(r"== \[\d+/\d+\] Lambda runner", out, maxsplit=1)[1]
     assert "schema migrations: applied V3__session_routines.sql" in lambda_part
     assert "schema `appdb_lambda` at version 3" in lambda_part
     tasks = [line.split()[1:3] for line in lambda_part.splitlines() if line[:3].strip().isdigit()]
