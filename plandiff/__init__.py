@@ -31,6 +31,7 @@ from plandiff.revisions import (
     plan_file,
     resolve,
     save_plan,
+    stack_names,
 )
 from plandiff.rules import REPLACE_FORCING, destructive_operations
 
@@ -105,6 +106,18 @@ def build_reports(
     return reports
 
 
+def _refuse_unknown_stacks(stacks: Sequence[str], known: set[str]) -> None:
+    """A stack with a stack file on neither side is a typo, not an empty stack."""
+    unknown = [stack for stack in stacks if stack not in known]
+    if unknown:
+        named = ", ".join(f"'{stack}'" for stack in unknown)
+        plural = "s" if len(unknown) > 1 else ""
+        raise PlanDiffError(
+            f"unknown stack{plural} {named}: no Pulumi.<stack>.yaml at the base or the head; "
+            f"known stacks: {', '.join(sorted(known)) or '(none)'}"
+        )
+
+
 def compare(
     project_dir: Path,
     base: str,
@@ -133,6 +146,7 @@ def compare(
             head_commit = resolve(project_dir, head)
             head_dir = extract_revision(project_dir, head_commit, scratch / "head")
             head_label = f"{code(head)} ({code(head_commit[:12])})"
+        _refuse_unknown_stacks(stacks, stack_names(base_dir) | stack_names(head_dir))
         sides = {"base": base_dir, "head": head_dir}
         if plans is not None:
             planned = {

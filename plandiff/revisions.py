@@ -76,6 +76,13 @@ def has_stack(project_dir: Path, stack: str) -> bool:
     ).is_file()
 
 
+def stack_names(project_dir: Path) -> set[str]:
+    """The stacks that have a stack file (`Pulumi.<stack>.yaml`) in `project_dir`."""
+    if not (project_dir / "Pulumi.yaml").is_file():
+        return set()
+    return {path.name[len("Pulumi.") : -len(".yaml")] for path in project_dir.glob("Pulumi.*.yaml")}
+
+
 def plan_stack(project_dir: Path, stack: str, label: str) -> StackPlan:
     """The offline plan of `stack` in `project_dir`; an empty plan where the stack does not
     exist yet (a base revision from before the stack was added)."""

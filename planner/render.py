@@ -1,8 +1,10 @@
-"""Human-readable rendering of a Plan: resources grouped by component, key properties only."""
+"""Human-readable renderings of a Plan: the full one (resources grouped by component, key
+properties) and a summary (resources per component, what is flagged)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from planner import STACK_COMPONENT, Plan, PlannedResource
@@ -43,21 +45,66 @@ def _properties(resource: PlannedResource, urn_names: dict[str, str]) -> list[st
     return lines
 
 
-def render_plan(plan: Plan) -> str:
-    urn_names = {r.urn: r.name for r in plan.resources}
+def _groups(plan: Plan) -> dict[str, list[PlannedResource]]:
     groups: dict[str, list[PlannedResource]] = {}
     for resource in plan.resources:
         groups.setdefault(resource.component, []).append(resource)
+    return groups
+
+
+def _reading_order(groups: dict[str, list[PlannedResource]]) -> list[str]:
+    return sorted(groups, key=lambda g: (g == STACK_COMPONENT, g))
+
+
+def _component_head(group: str, members: list[PlannedResource]) -> PlannedResource | None:
+    return next((r for r in members if not r.custom and r.name == group), None)
+
+
+def render_summary(plan: Plan, flags: Sequence[str] = ()) -> str:
+    """Resources per component and `flags` (what a reviewer must not miss), in a few lines."""
+    groups = _groups(plan)
+    rows = []
+    for group in _reading_order(groups):
+        members = groups[group]
+        head = _component_head(group, members)
+        custom = [r for r in members if r.custom]
+        protected = sum(1 for r in custom if r.options.get("protect"))
+        kind = head.type if head else "(outside any component)"
+        rows.append([group, kind, str(len(custom)), str(protected or "")])
+    total = sum(int(row[2]) for row in rows)
+    out = [
+        f"Plan for {plan.project}/{plan.stack}: {total} resources in {len(groups)} groups "
+        "(offline, mock engine)"
+    ]
+    headers = ["component", "type", "resources", "protected"]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+    right = {2, 3}  # numbers line up on the right
+    for row in [headers, *rows]:
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        out.append(("  " + "  ".join(cells)).rstrip())
+    if flags:
+        out.append(f"  flagged ({len(flags)}), as a pull request creating this stack would be:")
+        out.extend(f"    FLAG {flag}" for flag in flags)
+    else:
+        out.append("  flagged: nothing (the pull-request rules, applied to creating this stack)")
+    return "\n".join(out) + "\n"
+
+
+def render_plan(plan: Plan) -> str:
+    urn_names = {r.urn: r.name for r in plan.resources}
+    groups = _groups(plan)
     custom_count = sum(1 for r in plan.resources if r.custom)
     out = [
         f"Plan for {plan.project}/{plan.stack}: {custom_count} resources in "
         f"{len(groups)} groups (offline, mock engine; secrets shown as [secret])",
         "",
     ]
-    order = sorted(groups, key=lambda g: (g == STACK_COMPONENT, g))
-    for group in order:
+    for group in _reading_order(groups):
         members = groups[group]
-        head = next((r for r in members if not r.custom and r.name == group), None)
+        head = _component_head(group, members)
         title = f"{group} ({head.type})" if head else group
         out.append(f"== {title}")
         for resource in members:

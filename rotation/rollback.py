@@ -2,10 +2,15 @@
 
 - Master: the previous password is set on the database over SQL (connected with the current
   one, or with the previous one if the database already has it), a fresh login with it is
-  tested, and only then AWSCURRENT moves back to the previous version (which leaves the
-  rotated version as AWSPREVIOUS, so rolling back twice undoes the rollback).
+  tested, and only then AWSCURRENT moves back to the previous version.
 - Application roles: no SQL at all. The previous account still has its password and grants
   (it is not touched until the next rotation), so after a test login the secret flips back.
+
+Moving AWSCURRENT back leaves the rotated version as AWSPREVIOUS, so a second rollback would
+restore the very credentials the first one removed. The rolled-back version is therefore
+labelled `appdb-rolled-back` (a custom staging label: a label sits on one version at a time,
+https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_UpdateSecretVersionStage.html)
+and a rollback whose AWSPREVIOUS carries it is refused. The way on is forward.
 
 Pulumi's state is not changed: the next rotation is simply the next new value of
 `appdb:credentialsRotation`, and `pulumi up` with an unchanged value does nothing.
@@ -38,6 +43,10 @@ class RollbackResult:
     rolled_back_version_id: str  # now AWSPREVIOUS (was AWSCURRENT)
 
 
+# On the version a rollback moved AWSCURRENT away from (see the module docstring).
+ROLLED_BACK = "appdb-rolled-back"
+
+
 def _versions(store: SecretStore, secret_arn: str) -> tuple[SecretVersion, SecretVersion]:
     current = store.read(secret_arn, CURRENT)
     previous = store.read(secret_arn, PREVIOUS)
@@ -45,6 +54,13 @@ def _versions(store: SecretStore, secret_arn: str) -> tuple[SecretVersion, Secre
         raise RotationError(
             f"secret {secret_arn} has no {'AWSCURRENT' if current is None else 'AWSPREVIOUS'} "
             "version: there is nothing to roll back to"
+        )
+    if ROLLED_BACK in previous.stages:
+        raise RotationError(
+            f"secret {secret_arn} is already rolled back: its AWSPREVIOUS (version "
+            f"{previous.version_id}, labelled {ROLLED_BACK}) is the rotation that was rolled "
+            "back, and rolling back again would restore it. Nothing was changed. To move on, "
+            "rotate forward: set a new appdb:credentialsRotation and run `pulumi up`"
         )
     return current, previous
 
@@ -78,6 +94,14 @@ def _test_and_flip_back(
     """AWSCURRENT back to the previous version, once a fresh login with it works."""
     _test_login(secret_arn, previous, ca_bundle, connect_deadline)
     store.move_current(secret_arn, previous.version_id, current.version_id)
+    try:
+        store.attach_label(secret_arn, ROLLED_BACK, current.version_id)
+    except RotationError as exc:
+        raise RotationError(
+            f"rollback of {secret_arn}: done (AWSCURRENT is version {previous.version_id} "
+            f"again), but marking version {current.version_id} as rolled back failed ({exc}): "
+            "do not run the rollback again, it would undo this one"
+        ) from None
     return RollbackResult(
         secret_arn, str(previous.value.get("username")), previous.version_id, current.version_id
     )

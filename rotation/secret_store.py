@@ -141,6 +141,16 @@ class SecretStore:
             **kwargs,
         )
 
+    def attach_label(self, secret_arn: str, label: str, version_id: str) -> None:
+        """Attach a custom staging label to `version_id` (moving it off any other version)."""
+        self._call(
+            secret_arn,
+            f"labelling version {version_id} {label}",
+            "update_secret_version_stage",
+            VersionStage=label,
+            MoveToVersionId=version_id,
+        )
+
     def promote(self, secret_arn: str, token: str) -> str | None:
         """Move AWSCURRENT to `token` (AWSPREVIOUS follows to the old one), drop AWSPENDING.
 

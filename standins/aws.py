@@ -11,8 +11,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from moto.server import ThreadedMotoServer
-
 from standins.mariadb import free_port
 
 FAKE_CREDENTIALS = {
@@ -27,6 +25,8 @@ FAKE_CREDENTIALS = {
 @contextmanager
 def moto_server() -> Iterator[str]:
     """Run moto's server on a free loopback port; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer  # heavy: only where a server is started
+
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -117,7 +117,9 @@ def make_server_cert(
 class MariaDBServer:
     """A running MariaDB server; `start()` it, `stop()` it (or use it as a context manager)."""
 
-    base_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mariadb-")))
+    # Where the server keeps everything; start() makes a temporary one unless given, stop()
+    # removes it. Describing a server (as a child process of the tests does) creates nothing.
+    base_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = 0
     admin_user: str = ADMIN_USER
@@ -129,16 +131,22 @@ class MariaDBServer:
     foreign_ca_path: Path = Path()
 
     @property
+    def home(self) -> Path:
+        if self.base_dir is None:
+            raise RuntimeError("this MariaDB server has not been started")
+        return self.base_dir
+
+    @property
     def datadir(self) -> Path:
-        return self.base_dir / "data"
+        return self.home / "data"
 
     @property
     def socket_path(self) -> Path:
-        return self.base_dir / "mysqld.sock"
+        return self.home / "mysqld.sock"
 
     @property
     def log_path(self) -> Path:
-        return self.base_dir / "error.log"
+        return self.home / "error.log"
 
     def start(self, timeout: float = 60.0) -> MariaDBServer:
         mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
@@ -147,7 +155,9 @@ class MariaDBServer:
             raise RuntimeError(
                 "mariadbd not found: run `make setup` (installs Debian's mariadb-server)"
             )
-        tls_dir = self.base_dir / "tls"
+        if self.base_dir is None:
+            self.base_dir = Path(tempfile.mkdtemp(prefix="mariadb-"))
+        tls_dir = self.home / "tls"
         tls_dir.mkdir(parents=True, exist_ok=True)
         self.ca_path, ca_key, ca_cert = make_ca(tls_dir, "Local Test CA")
         self.foreign_ca_path, _, _ = make_ca(tls_dir, "Foreign CA")
@@ -172,7 +182,7 @@ class MariaDBServer:
             "--no-defaults",
             f"--datadir={self.datadir}",
             f"--socket={self.socket_path}",
-            f"--pid-file={self.base_dir / 'mysqld.pid'}",
+            f"--pid-file={self.home / 'mysqld.pid'}",
             f"--log-error={self.log_path}",
             f"--port={self.port}",
             f"--bind-address={self.host}",
@@ -276,7 +286,8 @@ class MariaDBServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
-        shutil.rmtree(self.base_dir, ignore_errors=True)
+        if self.base_dir is not None:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def __enter__(self) -> MariaDBServer:
         return self.start()

@@ -454,7 +454,10 @@ def test_passwords_in_statement_first_lines_are_masked():
 # --- part 2: a real git history, real plans -----------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_FILES = ["Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.production.yaml", "__main__.py"]
+# pyproject.toml: scripts/<name> runs the command it declares (scripts/_command.py).
+PROJECT_FILES = [
+    "Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.production.yaml", "__main__.py", "pyproject.toml",
+]  # fmt: skip
 PROJECT_DIRS = ["infra", "planner", "migrator", "rotation", "vpcrunner", "schema", "certs"]
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "plan-diff test",
@@ -825,3 +828,25 @@ def test_cli_exit_codes_and_output_file(history, tmp_path):
     bad = subprocess.run([*script, "--base", "no-such-revision"], capture_output=True, text=True)
     assert bad.returncode == 1
     assert "unknown revision 'no-such-revision'" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "stacks", [["stagin"], ["staging", "prodution"]], ids=["one typo", "a typo among valid"]
+)
+def test_cli_refuses_unknown_stacks_before_planning_anything(stacks: list[str]) -> None:
+    """A misspelled --stack used to be planned as an empty stack on both sides: 'no changes'."""
+    arguments = [item for stack in stacks for item in ("--stack", stack)]
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "plan-diff"), "--base", "HEAD", *arguments],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 1, completed.stdout
+    assert completed.stdout == ""
+    typo = stacks[-1]
+    assert f"unknown stack '{typo}'" in completed.stderr
+    assert "known stacks: production, staging" in completed.stderr
+    assert "Traceback" not in completed.stderr

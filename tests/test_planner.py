@@ -278,3 +278,46 @@ def test_structured_keys_are_declared_with_types_and_checked_like_the_cli(demo: 
         with pytest.raises(StackConfigError) as caught:
             load_stack_config(demo, "bad")
         assert "Pulumi.bad.yaml" in str(caught.value) and words in str(caught.value)
+
+
+def test_summary_counts_each_components_resources_and_lists_flags() -> None:
+    import copy
+    import re
+    from collections import Counter
+
+    from planner.cli import new_stack_flags
+    from planner.render import render_summary
+
+    plan = plan_of("production")
+    text = render_summary(plan, new_stack_flags(plan))
+    counts = Counter(r.component for r in plan.resources if r.custom)
+    for component, count in counts.items():
+        assert re.search(rf"^  {component} .* {count}(  +\d+)?$", text, re.MULTILINE), component
+    assert f": {sum(counts.values())} resources in {len(counts)} groups" in text.splitlines()[0]
+    key_row = next(line for line in text.splitlines() if line.startswith("  encryption "))
+    assert key_row.split()[-2:] == ["2", "1"]  # the KMS key is protected in production
+    assert "flagged: nothing" in text
+
+    # A plan the pull-request rules object to: its summary says so, naming the resource.
+    public = copy.deepcopy(plan)
+    public.by_name("database-primary").inputs["publiclyAccessible"] = True
+    flagged = render_summary(public, new_stack_flags(public))
+    assert "flagged (1)" in flagged
+    assert "FLAG database-primary: new database instance" in flagged
+    assert "publicly accessible" in flagged
+
+
+def test_plan_cli_summary_is_the_rendered_summary() -> None:
+    from planner.cli import new_stack_flags
+    from planner.render import render_summary
+
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "plan"), "--stack", "staging", "--summary"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    plan = plan_of("staging")
+    assert completed.stdout == render_summary(plan, new_stack_flags(plan))

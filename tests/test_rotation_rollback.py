@@ -29,27 +29,34 @@ def master(mariadb: MariaDBServer, database: str, aws: str, monkeypatch) -> dict
     return master_account(mariadb, database)
 
 
-def test_master_rollback_with_the_script_restores_the_previous_password(mariadb, master):
-    rotated = rotate_master(
+def rotate(mariadb: MariaDBServer, master: dict, rotation: str):
+    return rotate_master(
         MasterRotation(
-            secret_arn=master["arn"], rotation="r1",
+            secret_arn=master["arn"], rotation=rotation,
             ca_bundle=str(mariadb.ca_path), connect_deadline=5, test_deadline=1,
         )
     )  # fmt: skip
-    completed = subprocess.run(
-        [
-            sys.executable, str(ROOT / "scripts" / "rollback-credentials"), "master",
-            "--secret-id", master["arn"], "--ca-bundle", str(mariadb.ca_path),
-            "--connect-deadline", "5",
-        ],
-        capture_output=True, text=True, env=dict(os.environ), timeout=60, check=False,
+
+
+def _rollback_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "rollback-credentials"), *args],
+        capture_output=True, text=True, env=env or dict(os.environ), timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_master_rollback_with_the_script_restores_the_previous_password(mariadb, master):
+    rotated = rotate(mariadb, master, "r1")
+    completed = _rollback_cli(
+        "master", "--secret-id", master["arn"], "--ca-bundle", str(mariadb.ca_path),
+        "--connect-deadline", "5",
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     assert f"version {rotated.previous_version_id}" in completed.stdout
     assert ROTATED not in completed.stdout + completed.stderr
     assert master["password"] not in completed.stdout + completed.stderr
     assert value(master["arn"])["password"] == master["password"]
-    assert stages(master["arn"])[rotated.version_id] == ["AWSPREVIOUS"]
+    assert sorted(stages(master["arn"])[rotated.version_id]) == ["AWSPREVIOUS", "appdb-rolled-back"]
     assert can_login(mariadb, master["user"], master["password"])
     assert not can_login(mariadb, master["user"], ROTATED)
 
@@ -60,12 +67,7 @@ def test_master_rollback_without_a_previous_version_is_refused(mariadb, master):
 
 
 def test_master_rollback_refused_by_the_database_is_one_readable_message(mariadb, master):
-    rotate_master(
-        MasterRotation(
-            secret_arn=master["arn"], rotation="r1",
-            ca_bundle=str(mariadb.ca_path), connect_deadline=5, test_deadline=1,
-        )
-    )  # fmt: skip
+    rotate(mariadb, master, "r1")
     unknown = "Neither-secret.knows~this+one"
     root = mariadb.root_connection()
     try:
@@ -99,6 +101,9 @@ def test_role_rollback_flips_to_the_previous_account_without_sql(mariadb, master
     assert value(app_arn)["username"] == "rb_app_b"
     result = rollback_role(app_arn, ca_bundle=str(mariadb.ca_path), connect_deadline=5)
     assert result.username == "rb_app_a"
+    # Once more would flip back to the rotated account: refused, nothing moves.
+    with pytest.raises(RotationError, match="already rolled back"):
+        rollback_role(app_arn, ca_bundle=str(mariadb.ca_path), connect_deadline=5)
     previous = value(app_arn)
     assert previous["username"] == "rb_app_a"
     assert can_login(mariadb, "rb_app_a", previous["password"], master["database"])
@@ -106,3 +111,42 @@ def test_role_rollback_flips_to_the_previous_account_without_sql(mariadb, master
     with root.cursor() as cur:
         cur.execute("DROP USER IF EXISTS rb_app_a, rb_app_b")
     root.close()
+
+
+def test_a_second_master_rollback_is_refused_instead_of_undoing_the_first(mariadb, master):
+    """Rolling back twice used to flip AWSCURRENT back to the rotated version, silently."""
+    rotated = rotate(mariadb, master, "r1")
+    common = ("master", "--secret-id", master["arn"], "--ca-bundle", str(mariadb.ca_path))
+    first = _rollback_cli(*common, "--connect-deadline", "5")
+    assert first.returncode == 0, first.stderr
+    assert "running it again is refused" in first.stdout
+    second = _rollback_cli(*common, "--connect-deadline", "5")
+    assert second.returncode == 1, second.stdout
+    assert "already rolled back" in second.stderr
+    assert f"version {rotated.version_id}" in second.stderr
+    assert "appdb:credentialsRotation" in second.stderr  # what to do instead
+    assert "Traceback" not in second.stderr
+    # Nothing moved: the database and AWSCURRENT still hold the pre-rotation password.
+    assert value(master["arn"])["password"] == master["password"]
+    assert can_login(mariadb, master["user"], master["password"])
+    assert not can_login(mariadb, master["user"], ROTATED)
+
+    # The next rotation moves forward as usual, and its rollback is allowed again.
+    rotate(mariadb, master, "r2")
+    third = _rollback_cli(*common, "--connect-deadline", "5")
+    assert third.returncode == 0, third.stderr
+    assert value(master["arn"])["password"] == master["password"]
+
+
+def test_no_region_is_one_clear_error_not_a_traceback(tmp_path):
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"}
+    }
+    env["AWS_CONFIG_FILE"] = str(tmp_path / "no-such-config")  # no profile region either
+    completed = _rollback_cli("master", "--secret-id", "appdb/production/rds/master", env=env)
+    assert completed.returncode == 1
+    assert "Traceback" not in completed.stderr and "NoRegionError" not in completed.stderr
+    assert "no AWS region" in completed.stderr
+    assert "--region" in completed.stderr and "AWS_REGION" in completed.stderr

@@ -1,7 +1,7 @@
-#!/usr/bin/env python3
-"""The local rehearsal of a deploy (`make rehearse`).
+"""The local rehearsal of a deploy (`make rehearse`; the command `appdb-rehearse`).
 
-1. the offline plan of both stacks (the real program under Pulumi's mock engine);
+1. the offline plan of both stacks (the real program under Pulumi's mock engine), as a summary
+   per stack (`--full-plan` prints every resource too);
 2. a local MariaDB (TLS, own CA) and moto's AWS server standing in for RDS and AWS;
 3. the master secret the stack would create (standard RDS JSON, encrypted with a KMS key);
 4. the schema migrations resource's `create`, exactly as `pulumi up` would run it;
@@ -11,8 +11,9 @@
    stand-in for the Lambda Invoke API), which migrates, rotates and flips the users.
 
 Each step is a function taking the shared `Rehearsal`; STEPS lists them in order, and later
-steps (credential rotation) are added to that list. No password is ever printed: the output is
-checked for it before the rehearsal reports success.
+steps (credential rotation) are added to that list. Each step is announced as `[n/N]` when it
+starts and timed when it ends. No password is ever printed: the output is checked for it before
+the rehearsal reports success.
 """
 
 from __future__ import annotations
@@ -23,26 +24,24 @@ import io
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-# The provider resolves relative paths (schema/, the CA bundle) against the project directory,
-# as Pulumi's provider host does: it runs there.
-os.chdir(ROOT)
+import boto3
 
-import boto3  # noqa: E402
+from infra.providers.migrations import SchemaMigrationsProvider, compare
+from planner import Plan, PlanError, StackConfigError, run_plan
+from planner.cli import new_stack_flags
+from planner.render import render_plan, render_summary
+from standins.aws import aws_environment, moto_server
+from standins.mariadb import MariaDBServer
 
-from infra.providers.migrations import SchemaMigrationsProvider, compare  # noqa: E402
-from standins.aws import aws_environment, moto_server  # noqa: E402
-from standins.mariadb import MariaDBServer  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: schema/, the stack files
 
 PROJECT = "appdb"
 ENVIRONMENT = "rehearsal"
@@ -74,7 +73,13 @@ class Rehearsal:
         return self.mariadb
 
 
+# "[n/N] " while a step has not printed its first heading yet (see main).
+_step_label = ""
+
+
 def heading(title: str) -> None:
+    global _step_label
+    title, _step_label = _step_label + title, ""
     print(f"\n== {title} " + "=" * max(0, 76 - len(title)))
 
 
@@ -91,30 +96,32 @@ def table(headers: list[str], rows: list[list[str]]) -> None:
 
 
 def show_plans(r: Rehearsal) -> None:
-    """1. The offline plan of both stacks (`scripts/plan`, the real program under mocks)."""
-    plan_script = ROOT / "scripts" / "plan"
-    if not plan_script.exists():
-        heading("Plans")
-        print("  (scripts/plan is not in this checkout yet; skipping)")
-        return
-    # Both plans side by side (each is a separate process), printed in order.
-    running = {
-        stack: subprocess.Popen(
-            [sys.executable, str(plan_script), "--stack", stack],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        for stack in STACKS
-    }
-    for stack, process in running.items():
-        stdout, stderr = process.communicate()
-        heading(f"Plan: {stack} (offline, Pulumi mock engine)")
-        print(stdout.rstrip())
-        if process.returncode != 0:
-            print(stderr.rstrip(), file=sys.stderr)
-            raise SystemExit(f"the plan of {stack} failed (exit {process.returncode})")
+    """The offline plans of both stacks (the real program under Pulumi's mock engine)."""
+    heading("Offline plans: staging and production (Pulumi mock engine)")
+
+    def plan(stack: str) -> Plan:
+        try:
+            return run_plan(ROOT, stack)
+        except (StackConfigError, PlanError) as exc:
+            raise SystemExit(f"the plan of {stack} failed: {exc}") from None
+
+    # Both plans side by side (each runs in its own process), printed in order.
+    with ThreadPoolExecutor(max_workers=len(STACKS)) as pool:
+        plans = dict(zip(STACKS, pool.map(plan, STACKS), strict=True))
+    for planned in plans.values():
+        print()
+        print(indent(render_summary(planned, new_stack_flags(planned))))
+    if r.options.full_plan:
+        for stack, planned in plans.items():
+            heading(f"Full plan: {stack} (`scripts/plan --stack {stack}`)")
+            print(render_plan(planned).rstrip())
+    else:
+        print("\n  Every resource and property: scripts/plan --stack <stack>, or this rehearsal")
+        print("  with --full-plan (make rehearse ARGS=--full-plan).")
+
+
+def indent(text: str, prefix: str = "  ") -> str:
+    return "\n".join(prefix + line if line else line for line in text.rstrip().splitlines())
 
 
 def start_standins(r: Rehearsal) -> None:
@@ -481,16 +488,33 @@ class _Recorder(io.TextIOBase):
 
     def write(self, text: str) -> int:
         self.copy.write(text)
-        return self.target.write(text)
+        written = self.target.write(text)
+        if "\n" in text:  # progress shows as it happens, even through a pipe
+            self.target.flush()
+        return written
 
     def flush(self) -> None:
         self.target.flush()
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rehearse", description=(__doc__ or "").splitlines()[0])
+    plans = parser.add_mutually_exclusive_group()
+    plans.add_argument("--no-plan", action="store_true", help="skip the offline plans (step 1)")
+    plans.add_argument(
+        "--full-plan",
+        action="store_true",
+        help="after each stack's summary, print its full plan (every resource and property)",
+    )
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-plan", action="store_true", help="skip the offline plans (step 1)")
-    options = parser.parse_args(argv)
+    global _step_label
+    options = build_parser().parse_args(argv)
+    # The provider resolves relative paths (schema/, the CA bundle) against the project
+    # directory, as Pulumi's provider host does: it runs there.
+    os.chdir(ROOT)
     # moto's server logs every request; the rehearsal prints what matters itself.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     steps = [s for s in STEPS if not (options.no_plan and s is show_plans)]
@@ -498,8 +522,13 @@ def main(argv: list[str] | None = None) -> int:
     recorder = _Recorder(sys.stdout)
     rehearsal = Rehearsal(options=options)
     with rehearsal.resources, contextlib.redirect_stdout(recorder):  # type: ignore[type-var]
-        for step in steps:
+        started = time.perf_counter()
+        for number, step in enumerate(steps, start=1):
+            _step_label = f"[{number}/{len(steps)}] "
+            step_started = time.perf_counter()
             step(rehearsal)
+            print(f"  ({time.perf_counter() - step_started:.1f}s)")
+        print(f"\n{len(steps)} steps in {time.perf_counter() - started:.1f}s.")
         leaked = [s for s in rehearsal.secrets if s and s in recorder.copy.getvalue()]
     if leaked:
         print("FAILED: a password appeared in the rehearsal's output", file=sys.stderr)
