@@ -67,7 +67,6 @@ credentials = Credentials(
         password_length=settings.master_password_length,
         recovery_window_days=settings.secret_recovery_window_days,
         kms_key_arn=encryption.key_arn,
-        rotation=settings.credentials_rotation,
     ),
     opts=with_provider,
 )

@@ -4,9 +4,10 @@ standard RDS secret JSON (engine, host, port, username, password, dbname, dbInst
 The password is a Pulumi secret from creation on; the SecretVersion's value is built with
 Output.json_dumps from secret inputs, so it stays secret in state, exports and logs.
 
-Rotation: the password's keeper is `appdb:credentialsRotation`. The instance and the secret's
-initial version only ever take the first password; later ones are applied over SQL and
-published in the secret by infra/rotation.py (Secrets Manager's protocol).
+Rotation: the password generated here is the instance's first password only, so it has no
+keeper and a new `appdb:credentialsRotation` leaves it alone. Later passwords are generated
+where the rotation runs, applied over SQL and published in the secret by infra/rotation.py
+(Secrets Manager's protocol).
 """
 
 from __future__ import annotations
@@ -30,9 +31,6 @@ class CredentialsArgs:
     password_length: int
     recovery_window_days: int
     kms_key_arn: pulumi.Input[str]
-    # `appdb:credentialsRotation`: the password's keeper, so a new value gives a new password
-    # (which infra/rotation.py then rotates to); the same value keeps it.
-    rotation: str = "initial"
 
 
 class Credentials(pulumi.ComponentResource):
@@ -58,9 +56,8 @@ class Credentials(pulumi.ComponentResource):
             min_upper=1,
             min_numeric=1,
             min_special=1,
-            # The RDS instance takes the first result only (it ignores later changes to its
-            # password); every later result is applied by the master rotation (infra/rotation.py).
-            keepers={"rotation": args.rotation},
+            # No keeper: the instance's first password only. Rotated passwords never pass
+            # through Pulumi (infra/rotation.py).
             opts=child,
         )
         self.username = pulumi.Output.from_input(args.username)

@@ -26,7 +26,7 @@ Who owns the master password, and why nothing fights over it:
 
 Declared after the schema migrations (and depending on them), so a migration never reads the
 secret while the password changes under it. Rotating twice with the same value does nothing:
-the keeper, and so the password, does not change (and the resource's diff finds nothing).
+the resource's diff compares the rotation value and finds nothing.
 """
 
 from __future__ import annotations

@@ -17,11 +17,10 @@ from planner import SECRET_PLACEHOLDER, Plan, run_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "appdb:credentialsRotation"
-# What a rotation may touch: the keeper-bound initial master password (unused after the first
-# deploy: the instance and the initial secret version ignore it), the master rotation resource,
-# and the application users' resource. Nothing else.
+# What a rotation may touch: the master rotation resource and the application users' resource.
+# Nothing else: not even the initial master password, which only the instance's creation uses
+# (the rotated passwords are generated where the rotation runs).
 CREDENTIAL_RESOURCES = {
-    "credentials-master-password",
     "master-rotation-rotated",
     "application-users-accounts",
 }
@@ -48,9 +47,9 @@ def test_a_new_rotation_value_changes_only_credential_resources(plans):
     changed = {urn.rsplit("::", 1)[1] for urn in before if before[urn] != after[urn]}
     assert changed == CREDENTIAL_RESOURCES
     # The RDS instances (primary and replicas) are declared identically, so neither replaced
-    # nor modified. The primary's password input is the keeper-bound password (a secret, so
-    # masked here): the instance ignores changes to it, which is what keeps the real engine
-    # from updating it; rotation applies the new password over SQL instead.
+    # nor modified. The primary's password input is the initial password (a secret, so masked
+    # here); the instance also ignores changes to it, so the real engine never sends one
+    # through the RDS API: rotation applies the new password over SQL instead.
     instances = [r for r in plans["first"].resources if r.type == "aws:rds/instance:Instance"]
     assert len(instances) == 3
     for instance in instances:
@@ -70,7 +69,7 @@ def test_a_new_rotation_value_changes_only_credential_resources(plans):
 def test_rotation_resources_take_the_value_and_no_password(plans):
     resources = {r.name: r for r in plans["second"].resources}
     password = resources["credentials-master-password"]
-    assert password.inputs["keepers"] == {"rotation": "2026-02"}
+    assert "keepers" not in password.inputs  # a new rotation value does not replace it
     assert not set(password.inputs["overrideSpecial"]) & set('/@" ')
     assert password.inputs["length"] >= 32
     master = resources["master-rotation-rotated"]
