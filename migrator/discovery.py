@@ -4,7 +4,8 @@
 numerically part by part (1.9 < 1.10 < 2; trailing zero parts do not count, so 1 == 1.0).
 `R__<description>.sql`: repeatable, re-applied whenever its checksum changes, after all
 versioned migrations, in name order. Other `.sql` names are errors; non-`.sql` files and
-dot-files are ignored. Every problem is collected and reported together.
+dot-files are ignored. Every problem is collected and reported together. Files are bytes:
+any encoding is accepted and sent as is (see splitter).
 """
 
 from __future__ import annotations
@@ -18,22 +19,59 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from migrator.errors import ConfigurationError
-from migrator.splitter import Statement, split_statements
+from migrator.splitter import Statement, as_bytes, as_text, iter_statements, split_text
 
 VERSIONED = re.compile(r"V(?P<version>\d+(?:[._]\d+)*)__(?P<description>.*)\.sql")
 REPEATABLE = re.compile(r"R__(?P<description>.*)\.sql")
 
 
+_CHUNK = 1 << 20
+# Files at most this big are read once and kept (a small file is read for its checksum and
+# split again to be applied); larger ones are streamed both times.
+KEEP_BYTES = 256 << 10
+# The client's `source` / `\.` (a named command must start its line): only a file that might
+# use it is read as a script at discovery, to include what it sources in its checksum.
+_MAY_SOURCE = re.compile(rb"(?im)^[ \t]*source[ \t]|\\\.")
+
+
 def normalise_text(raw: bytes) -> str:
-    """File bytes -> text with line endings normalised to LF (raises UnicodeDecodeError)."""
-    text = raw.decode("utf-8")
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    """File bytes -> text with line endings normalised to LF: the file's bytes, decoded so
+    that bytes which are not UTF-8 survive (see splitter.as_text)."""
+    return as_text(_normalised(raw))
+
+
+def _normalised(raw: bytes) -> bytes:
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
 
 def checksum_of(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(as_bytes(text)).hexdigest()
+
+
+def _file_digest(path: Path, digest: hashlib._Hash) -> bool:
+    """Feed the file's normalised bytes (BOM dropped, CRLF and CR read as LF) to `digest`,
+    streaming; True if it may use `source`."""
+    may_source = False
+    carry = b""
+    first = True
+    tail = b""
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            if first and chunk.startswith(b"\xef\xbb\xbf"):
+                chunk = chunk[3:]
+            first = False
+            chunk = carry + chunk
+            carry = b""
+            if chunk.endswith(b"\r"):  # it may be half of a CRLF
+                chunk, carry = chunk[:-1], b"\r"
+            digest.update(chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
+            may_source = may_source or bool(_MAY_SOURCE.search(tail + chunk))
+            tail = chunk[-16:]
+    if carry:
+        digest.update(b"\n")
+    return may_source
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -50,15 +88,29 @@ class Migration:
     kind: str  # "versioned" | "repeatable"
     version: str | None  # "1.10" (None for repeatable)
     description: str  # "create users"
-    checksum: str  # hex sha256 of the file text with CRLF/CR normalised to LF
+    # hex sha256 of the file's bytes with CRLF/CR read as LF (and of every file it sources)
+    checksum: str
     path: Path
-    text: str | None = field(default=None, repr=False, compare=False)
+    # The file's bytes when small (KEEP_BYTES): read once; larger files are streamed.
+    data: bytes | None = field(default=None, repr=False, compare=False)
+    sources: tuple[Path, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def location(self) -> Path:
+        """The migration folder: `source` paths are relative to it (the client's working
+        directory when it is run from there)."""
+        return self.path.parent
+
+    def iter_statements(self, problems: list[str] | None = None) -> Iterator[Statement]:
+        """The statements, read as the `mariadb` client reads the file, streaming."""
+        if self.data is not None:
+            return split_text(self.data, name=self.script, location=self.location, problems=problems)
+        return iter_statements(
+            self.path, location=self.location, script=self.script, problems=problems
+        )
 
     def statements(self) -> list[Statement]:
-        text = self.text
-        if text is None:
-            text = normalise_text(self.path.read_bytes())
-        return split_statements(text)
+        return list(self.iter_statements())
 
     @functools.cached_property
     def version_key(self) -> tuple[int, ...]:
@@ -100,6 +152,39 @@ def parse_name(name: str) -> tuple[str, str | None, str] | None:
     return None
 
 
+def _read(path: Path, name: str, location: Path) -> tuple[str, bytes | None, tuple[Path, ...]]:
+    """(checksum, the bytes if small, the files it sources). A file that sources others has
+    a checksum over all of them, so a change in a sourced file is a change of the migration;
+    one that does not keeps the plain file checksum (history written before `source` support
+    stays valid)."""
+    data: bytes | None = None
+    if path.stat().st_size <= KEEP_BYTES:
+        data = path.read_bytes()
+        normalised = _normalised(data)
+        digest = hashlib.sha256(normalised)
+        may_source = bool(_MAY_SOURCE.search(normalised))
+    else:
+        digest = hashlib.sha256()
+        may_source = _file_digest(path, digest)
+    if not may_source:
+        return digest.hexdigest(), data, ()
+    sources: list[Path] = []
+    statements = (
+        split_text(data, name=name, location=location, problems=[], sources=sources)
+        if data is not None
+        else iter_statements(path, location=location, script=name, problems=[], sources=sources)
+    )
+    for _ in statements:
+        pass
+    for source in sources:
+        digest.update(b"\0source " + as_bytes(str(source.relative_to(location) if source.is_relative_to(location) else source)) + b"\0")
+        try:
+            _file_digest(source, digest)
+        except OSError:
+            digest.update(b"\0missing\0")
+    return digest.hexdigest(), data, tuple(sources)
+
+
 def load_migrations(location: str | os.PathLike[str]) -> MigrationSet:
     """Read and order every migration in `location`; ConfigurationError lists all problems."""
     directory = Path(location)
@@ -126,9 +211,9 @@ def load_migrations(location: str | os.PathLike[str]) -> MigrationSet:
             problems.append(f"{name}: the description after '__' is empty")
             continue
         try:
-            text = normalise_text(path.read_bytes())
-        except UnicodeDecodeError as exc:
-            problems.append(f"{name}: not valid UTF-8 (byte {exc.start}: {exc.reason})")
+            checksum, data, sources = _read(path, name, directory)
+        except OSError as exc:
+            problems.append(f"{name}: cannot read: {exc.strerror or exc}")
             continue
         if version is not None:
             key = version_key(version)
@@ -144,9 +229,10 @@ def load_migrations(location: str | os.PathLike[str]) -> MigrationSet:
                 kind=kind,
                 version=version,
                 description=description.replace("_", " "),
-                checksum=checksum_of(text),
+                checksum=checksum,
                 path=path,
-                text=text,
+                data=data,
+                sources=sources,
             )
         )
     if problems:

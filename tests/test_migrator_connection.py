@@ -152,13 +152,12 @@ def test_cli_info_plan_validate_migrate(
     info = run_cli("info", *common)
     assert info.returncode == 0, info.stderr
     lines = info.stdout.splitlines()
-    assert [c.strip() for c in lines[0].split(" | ")][:4] == [
-        "Version",
-        "Description",
-        "Script",
-        "State",
-    ]
-    assert any(line.startswith("1       | a") and "applied" in line for line in lines)
+    assert lines[0].split() == ["Version", "Description", "Script", "State", "Installed", "on", "ms"]
+    # The columns line up: each starts where its heading starts, on every line.
+    starts = [lines[0].index(h) for h in ("Description", "Script", "State", "Installed on")]
+    for line in lines[2:]:
+        assert all(line[s - 2 : s] == "  " and line[s] != " " for s in starts), lines
+    assert any(line.startswith("1 ") and " applied " in line for line in lines)
     assert mariadb.admin_password not in info.stdout + info.stderr
 
     (location / "V1__a.sql").write_text("CREATE TABLE a (x BIGINT);")

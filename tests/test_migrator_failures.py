@@ -337,7 +337,8 @@ def test_a_vanished_migrator_host_frees_the_lock_after_the_idle_timeout(
 ) -> None:
     location = write_migrations(
         tmp_path,
-        {"V1__a.sql": "CREATE TABLE a (x INT);", "V2__b.sql": "CREATE TABLE b (x INT);"},
+        # V1 changes its session, so V2 starts a packet of its own (after a reset).
+        {"V1__a.sql": "CREATE TABLE a (x INT);\nSET @x = 1;", "V2__b.sql": "CREATE TABLE b (x INT);"},
     )
     victim = subprocess.Popen(
         [
@@ -365,7 +366,7 @@ def test_a_vanished_migrator_host_frees_the_lock_after_the_idle_timeout(
     assert result.applied == ["V2__b.sql"]
     assert 1.5 < waited < 15, waited  # freed by the 2 s idle timeout, not after hours
     assert history(mariadb, database) == [
-        ("V1__a.sql", "success", 1, 1),
+        ("V1__a.sql", "success", 1, 2),
         ("V2__b.sql", "success", 1, 1),
     ]
 

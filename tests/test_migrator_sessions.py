@@ -106,7 +106,7 @@ def test_a_file_that_ends_with_autocommit_off_is_applied_durably(
     common = ("--locations", str(location), "--ca-bundle", str(mariadb.ca_path))
     first = run_cli("migrate", *common, env=env)
     assert first.returncode == 0, first.stderr
-    assert history(mariadb, database) == [("V1__ends_autocommit_off.sql", "success", 1, 5)]
+    assert history(mariadb, database) == [("V1__ends_autocommit_off.sql", "success", 1, 6)]
     again = run_cli("migrate", *common, env=env)
     assert again.returncode == 0, again.stderr
     assert "up to date" in again.stdout
