@@ -208,14 +208,14 @@ def print_plan(steps: list[Step], target: str) -> None:
         print(f"-- {step.migration.script}{start}")
         for stmt in step.replay:
             print(f"-- (re-run first, for the session state it set up) {stmt.where}")
-            print(stmt.sql + ";")
+            print(stmt.text + ";")
         numbered = enumerate(step.iter_statements(), start=1)
         for number, stmt in numbered:
             if number <= step.start:
                 continue
             command = f" (client command `{stmt.command}`)" if stmt.command else ""
             print(f"-- [{number}] {stmt.where}{command}")
-            print(stmt.sql + ";" if "\n" not in stmt.sql else stmt.sql + "\n;")
+            print(stmt.text + ";" if "\n" not in stmt.text else stmt.text + "\n;")
 
 
 class _ProgressPrinter:

@@ -29,21 +29,41 @@ _CHUNK = 1 << 20
 # Files at most this big are read once and kept (a small file is read for its checksum and
 # split again to be applied); larger ones are streamed both times.
 KEEP_BYTES = 256 << 10
-# The client's `source` / `\.` (a named command must start its line): only a file that might
-# use it is read as a script at discovery, to include what it sources in its checksum.
-_MAY_SOURCE = re.compile(rb"(?im)^[ \t]*source[ \t]|\\\.")
+
+
+def _may_source(data: bytes) -> bool:
+    """Whether the file may use the client's `source` / `\\.` where a command starts (a
+    line's start, or after a `;`): only such a file is read as a script at discovery, to
+    include what it sources in its checksum (a `\\.` anywhere else is caught when the
+    file is read before migrating, see engine._scan)."""
+    if b"\\." not in data and b"source" not in data and b"SOURCE" not in data:
+        low = data.lower()
+        if b"source" not in low:
+            return False
+    low = data.lower()
+    for needle in (b"source", b"\\."):
+        at = low.find(needle)
+        while at >= 0:
+            before = low[max(0, at - 64) : at].rstrip(b" \t")[-1:]
+            after = low[at + len(needle) : at + len(needle) + 1]
+            if before in (b"", b"\n", b";") and after in (b" ", b"\t"):
+                return True
+            at = low.find(needle, at + 1)
+    return False
 
 
 def normalise_text(raw: bytes) -> str:
-    """File bytes -> text with line endings normalised to LF: the file's bytes, decoded so
-    that bytes which are not UTF-8 survive (see splitter.as_text)."""
+    """File bytes -> text with line endings normalised to LF, one character per byte (see
+    splitter.as_text): what the checksum is computed over."""
     return as_text(_normalised(raw))
 
 
 def _normalised(raw: bytes) -> bytes:
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
-    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if b"\r" in raw:
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return raw
 
 
 def checksum_of(text: str) -> str:
@@ -67,7 +87,7 @@ def _file_digest(path: Path, digest: hashlib._Hash) -> bool:
             if chunk.endswith(b"\r"):  # it may be half of a CRLF
                 chunk, carry = chunk[:-1], b"\r"
             digest.update(chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
-            may_source = may_source or bool(_MAY_SOURCE.search(tail + chunk))
+            may_source = may_source or _may_source(tail + chunk)
             tail = chunk[-16:]
     if carry:
         digest.update(b"\n")
@@ -107,6 +127,13 @@ class Migration:
             return split_text(self.data, name=self.script, location=self.location, problems=problems)
         return iter_statements(
             self.path, location=self.location, script=self.script, problems=problems
+        )
+
+    def migration_statements(self, problems: list[str], sources: list[Path]) -> Iterator[Statement]:
+        """`iter_statements` of a large file, also listing every file it sources."""
+        return iter_statements(
+            self.path, location=self.location, script=self.script, problems=problems,
+            sources=sources,
         )
 
     def statements(self) -> list[Statement]:
@@ -157,13 +184,15 @@ def _read(path: Path, name: str, location: Path) -> tuple[str, bytes | None, tup
     a checksum over all of them, so a change in a sourced file is a change of the migration;
     one that does not keeps the plain file checksum (history written before `source` support
     stays valid)."""
-    data: bytes | None = None
-    if path.stat().st_size <= KEEP_BYTES:
-        data = path.read_bytes()
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        data: bytes | None = handle.read() if size <= KEEP_BYTES else None
+    if data is not None and len(data) <= KEEP_BYTES:
         normalised = _normalised(data)
         digest = hashlib.sha256(normalised)
-        may_source = bool(_MAY_SOURCE.search(normalised))
+        may_source = _may_source(normalised)
     else:
+        data = None
         digest = hashlib.sha256()
         may_source = _file_digest(path, digest)
     if not may_source:
@@ -177,7 +206,8 @@ def _read(path: Path, name: str, location: Path) -> tuple[str, bytes | None, tup
     for _ in statements:
         pass
     for source in sources:
-        digest.update(b"\0source " + as_bytes(str(source.relative_to(location) if source.is_relative_to(location) else source)) + b"\0")
+        shown = source.relative_to(location) if source.is_relative_to(location) else source
+        digest.update(b"\0source " + str(shown).encode("utf-8", "surrogateescape") + b"\0")
         try:
             _file_digest(source, digest)
         except OSError:
@@ -223,18 +253,19 @@ def load_migrations(location: str | os.PathLike[str]) -> MigrationSet:
                 )
                 continue
             seen_versions[key] = name
-        migrations.append(
-            Migration(
-                script=name,
-                kind=kind,
-                version=version,
-                description=description.replace("_", " "),
-                checksum=checksum,
-                path=path,
-                data=data,
-                sources=sources,
-            )
+        migration = Migration(
+            script=name,
+            kind=kind,
+            version=version,
+            description=description.replace("_", " "),
+            checksum=checksum,
+            path=path,
+            data=data,
+            sources=sources,
         )
+        if version is not None:
+            migration.__dict__["version_key"] = key  # (the cached_property, computed once)
+        migrations.append(migration)
     if problems:
         raise ConfigurationError(problems, f"{directory}: migration files are not usable")
     return MigrationSet(migrations)

@@ -205,8 +205,14 @@ def _scan(m: Migration, problems: list[str], server: Server, upto: int | None = 
     unfaithful: tuple[Statement, int, str] | None = None
     number = 0
     resume_at = (upto or 0) + 1
+    sources: list = []
     try:
-        for stmt in m.iter_statements(found):
+        statements = (
+            iter(m.iter_statements(found))
+            if m.data is not None
+            else m.migration_statements(found, sources)
+        )
+        for stmt in statements:
             number += 1
             effect = None
             if cached is not None and effects is not None:
@@ -220,7 +226,7 @@ def _scan(m: Migration, problems: list[str], server: Server, upto: int | None = 
                     neutral = neutral and not effect.touches_session and effect.single_result
             if upto is None or scan.refusal:
                 continue
-            effect = effect or analyse(stmt, server)
+            effect = analyse(stmt, server, detail=True)
             if number <= upto:
                 assert digest is not None
                 digest.update(as_bytes(_fingerprint(stmt)) + b"\0")
@@ -278,6 +284,12 @@ def _scan(m: Migration, problems: list[str], server: Server, upto: int | None = 
                     break
     except OSError as exc:
         found.append(f"{m.script}: cannot read: {exc.strerror or exc}")
+    unseen = [p for p in sources if p not in m.sources]
+    if unseen:
+        found.append(
+            f"{m.script}: sources {unseen[0].name} from the middle of a line: write `source` "
+            "(or `\\.`) at the start of a line, so the migration's checksum covers that file"
+        )
     if found:
         problems.extend(found)
         return None
@@ -312,7 +324,7 @@ def _interrupted_message(row: HistoryRow, in_flight: Statement | None) -> str:
     number = row.statements_done + 1
     where = f"statement {number} of {row.statements_total}"
     if in_flight is not None:
-        first_line = in_flight.sql.splitlines()[0][:80]
+        first_line = in_flight.text.splitlines()[0][:80]
         where += f" ({in_flight.where}: {first_line!r})"
     return (
         f"{row.script} was interrupted while {where} was running: the run that started it "
@@ -485,12 +497,25 @@ _PREFIX, _WRITE, _STMT, _DONE = range(4)
 @dataclass(slots=True)
 class _Part:
     kind: int
-    sql: bytes
+    sql: bytes | None  # None for a statement sent as it is: its payload is made when sent
     run: _Run | None = None
     index: int = 0  # 0-based statement index (_STMT)
     stmt: Statement | None = None
     effect: Effect | None = None
     replayed: bool = False  # a _PREFIX part re-creating a resumed migration's session
+
+    @property
+    def size(self) -> int:
+        if self.sql is not None:
+            return len(self.sql)
+        assert self.stmt is not None
+        return len(self.stmt.sql)  # one character per byte (splitter.as_text)
+
+    def payload(self) -> bytes:
+        if self.sql is not None:
+            return self.sql
+        assert self.stmt is not None
+        return self.stmt.payload
 
 
 @dataclass
@@ -512,8 +537,60 @@ class _Run:
     own_in_transaction: int = 0  # history writes made inside the open transaction
 
 
-class _HistoryWriteFailed(Exception):
-    pass
+class _Prefetched:
+    """A big migration's parts, read ahead by a thread: splitting the file (Python, holding
+    the GIL) overlaps with the server running the packet before (the main thread waits on
+    the socket). At most `limit` bytes are read ahead."""
+
+    def __init__(self, parts: Iterator[_Part], limit: int = 1 << 20):
+        self.source, self.limit = parts, limit
+        self.cond = threading.Condition()
+        self.items: deque[_Part] = deque()
+        self.size = 0
+        self.done = self.stopped = False
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="migrator-reader", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for part in self.source:
+                with self.cond:
+                    while self.size > self.limit and not self.stopped:
+                        self.cond.wait()
+                    if self.stopped:
+                        return
+                    self.items.append(part)
+                    self.size += part.size
+                    self.cond.notify_all()
+        except BaseException as exc:  # handed to the main thread
+            self.error = exc
+        finally:
+            with self.cond:
+                self.done = True
+                self.cond.notify_all()
+
+    def __iter__(self) -> _Prefetched:
+        return self
+
+    def __next__(self) -> _Part:
+        with self.cond:
+            while not self.items and not self.done:
+                self.cond.wait()
+            if self.items:
+                part = self.items.popleft()
+                self.size -= part.size
+                self.cond.notify_all()
+                return part
+        if self.error is not None:
+            raise self.error
+        raise StopIteration
+
+    def close(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
+        self.thread.join()
 
 
 def _server_error(exc: pymysql.err.MySQLError) -> str:
@@ -548,14 +625,15 @@ def _about_the_statement(message: str, sql: str) -> str:
 _LOCK_HEAD = re.compile(r"\s*LOCK\s+TABLES?\b", re.I)
 
 
-def _locking_history(stmt: Statement, table: str) -> str:
+def _locking_history(stmt: Statement, table: str) -> bytes:
     """LOCK TABLES with the history table added (WRITE): a session holding table locks can
     use no other table, and the engine writes history in the script's session."""
-    sql = stmt.sql.rstrip()
-    if _LOCK_HEAD.match(sql):
-        return f"{sql}, {table} WRITE"
-    if sql.startswith("/*") and sql.endswith("*/"):  # /*!40000 LOCK TABLES ... */
-        return f"{sql[:-2].rstrip()}, {table} WRITE */"
+    sql = stmt.payload.rstrip()
+    locked = b", " + table.encode() + b" WRITE"
+    if _LOCK_HEAD.match(stmt.sql):
+        return sql + locked
+    if sql.startswith(b"/*") and sql.endswith(b"*/"):  # /*!40000 LOCK TABLES ... */
+        return sql[:-2].rstrip() + locked + b" */"
     return sql
 
 
@@ -865,6 +943,7 @@ class _Applier:
         self.pending: deque[_Part] = deque()  # parts of the current migration(s) still to send
         self.active: deque[_Run] = deque()  # migrations with parts in flight, in order
         self.finished = 0
+        self.readers: list[_Prefetched] = []
 
     # -- the work session ---------------------------------------------------------------
     def _work(self) -> pymysql.connections.Connection:
@@ -882,9 +961,9 @@ class _Applier:
         sqls = [
             f"SET SESSION lock_wait_timeout = {wait}, innodb_lock_wait_timeout = {wait}, "
             f"wait_timeout = {idle}, session_track_state_change = ON",
-            f"SET NAMES {self.options.default_charset}",
-            f"USE `{database}`",
+            f"USE `{database}`",  # (before SET NAMES: the name is UTF-8)
             "DO GET_LOCK(" + _quoted(self.m.work_lock) + ", 0)",
+            f"SET NAMES {self.options.default_charset}",
         ]
         return [_Part(_PREFIX, s.encode()) for s in sqls]
 
@@ -897,6 +976,8 @@ class _Applier:
         self.fresh = True
 
     def close(self) -> None:
+        for reader in self.readers:
+            reader.close()
         if self.work is not None and self.work.open:
             with contextlib.suppress(Exception):
                 self.work.close()
@@ -905,8 +986,9 @@ class _Applier:
     def _parts(self, run: _Run) -> Iterator[_Part]:
         step, history = run.step, self.history
         for stmt in step.replay:
-            sql = _locking_history(stmt, history.table) if analyse(stmt, self.m.server).lock == "lock" else stmt.sql
-            yield _Part(_PREFIX, as_bytes(sql), run, stmt=stmt, replayed=True)
+            locks = analyse(stmt, self.m.server).lock == "lock"
+            sql = _locking_history(stmt, history.table) if locks else stmt.payload
+            yield _Part(_PREFIX, sql, run, stmt=stmt, replayed=True)
         if step.row is None:
             first = history.start_sql(run.rank, step.migration, step.total)
         else:
@@ -920,9 +1002,16 @@ class _Applier:
             if index > step.start:
                 yield _Part(_WRITE, history.statement_done_sql(run.rank, index).encode(), run)
             effect = effects[index] if effects is not None else analyse(stmt, server)
-            sql = _locking_history(stmt, history.table) if effect.lock == "lock" else stmt.sql
-            yield _Part(_STMT, as_bytes(sql), run, index, stmt, effect)
+            sql = _locking_history(stmt, history.table) if effect.lock == "lock" else None
+            yield _Part(_STMT, sql, run, index, stmt, effect)
         yield _Part(_DONE, history.finish_sql(run.rank, step.total).encode(), run)
+
+    def _parts_of(self, run: _Run) -> Iterator[_Part]:
+        if run.step.cached is not None:
+            return self._parts(run)
+        prefetched = _Prefetched(self._parts(run))
+        self.readers.append(prefetched)
+        return prefetched
 
     def _next_part(self) -> _Part | None:
         if self.pending:
@@ -939,7 +1028,7 @@ class _Applier:
         while self.runs or self.active or self.pending:
             if not self.active and not self.pending:
                 run = self.runs.popleft()
-                run.parts = self._parts(run)
+                run.parts = self._parts_of(run)
                 self.active.append(run)
             packet = self._build()
             if not packet:
@@ -953,7 +1042,7 @@ class _Applier:
         self._work()
         if self.fresh:
             parts.extend(self._setup())
-            size = sum(len(p.sql) for p in parts)
+            size = sum(p.size for p in parts)
         while True:
             part = self._next_part()
             if part is None:
@@ -968,18 +1057,18 @@ class _Applier:
                     and size < self.cap
                 ):
                     nxt = self.runs.popleft()
-                    nxt.parts = self._parts(nxt)
+                    nxt.parts = self._parts_of(nxt)
                     self.active.append(nxt)
                     continue
                 break
-            if parts and size + len(part.sql) + 1 > self.cap and part.kind != _PREFIX:
+            if parts and size + part.size + 1 > self.cap and part.kind != _PREFIX:
                 self.pending.appendleft(part)
                 break
             if part.kind == _WRITE and part.run is not None and not part.run.started:
                 part.run.started = True
                 self.m._starting(part.run.step)
             parts.append(part)
-            size += len(part.sql) + 1
+            size += part.size + 1
             if part.kind == _STMT and part.effect is not None and not part.effect.single_result:
                 break  # its results are read to the end: nothing may follow it
             if part.kind == _DONE and part.run is not None and not part.run.step.neutral:
@@ -991,7 +1080,7 @@ class _Applier:
         work = self._work()
         self.fresh = False
         try:
-            wire.send(work, b";".join(p.sql for p in parts))
+            wire.send(work, b";".join([p.payload() for p in parts]))
         except pymysql.err.MySQLError as exc:
             self._lost(parts[0], exc)
         last = len(parts) - 1
@@ -1153,7 +1242,7 @@ class _Applier:
             return
         m = run.step.migration
         code = int(exc.args[0]) if exc.args and isinstance(exc.args[0], int) else 0
-        message = _about_the_statement(str(exc.args[1]) if len(exc.args) > 1 else str(exc), stmt.sql)
+        message = _about_the_statement(str(exc.args[1]) if len(exc.args) > 1 else str(exc), stmt.text)
         number = part.index + 1
         note = ""
         attempts = getattr(exc, "attempts", 1)
@@ -1185,14 +1274,14 @@ class _Applier:
             if part.replayed and run is not None and part.stmt is not None:
                 raise MigrationError(
                     f"{run.step.migration.script}: cannot resume: re-running "
-                    f"{part.stmt.where} ({part.stmt.sql.splitlines()[0][:60]!r}), which "
+                    f"{part.stmt.where} ({part.stmt.text.splitlines()[0][:60]!r}), which "
                     "re-creates the session state the completed statements set up, failed: "
                     f"{_server_error(exc)}"
                 ) from None
             raise MigrationError(f"cannot set up the session for migrating: {_server_error(exc)}") from None
         assert run is not None
         m = run.step.migration
-        if part.kind == _WRITE and not run.completed and part.sql.startswith(b"INSERT"):
+        if part.kind == _WRITE and not run.completed and part.payload().startswith(b"INSERT"):
             raise MigrationError(f"{m.script}: cannot record its start in history: {_server_error(exc)}") from None
         last = run.last
         in_transaction = bool((self.work.server_status if self.work else 0) & wire.IN_TRANS)
@@ -1236,7 +1325,7 @@ class _Applier:
             delay *= 2
             attempt += 1
             try:
-                wire.send(work, part.sql)
+                wire.send(work, part.payload())
                 wire.drain(work)
                 return
             except pymysql.err.MySQLError as exc:

@@ -28,6 +28,7 @@ from migrator.splitter import Statement, as_bytes, fingerprint
 
 TABLE = "schema_history"
 ER_NO_SUCH_TABLE = 1146
+ER_BAD_FIELD = 1054
 
 IN_PROGRESS = "in_progress"
 FAILED = "failed"
@@ -72,7 +73,7 @@ class HistoryRow:
     script: str
     checksum: str
     installed_by: str
-    installed_on: datetime.datetime | None
+    installed_on: str | datetime.datetime | None  # as the server shows it (its time zone)
     execution_time: int
     success: bool
     state: str
@@ -93,7 +94,7 @@ def text_literal(value: str | None) -> str:
         return "NULL"
     if not value:
         return "''"
-    return "_utf8mb4 X'" + as_bytes(value).hex() + "'"
+    return "_utf8mb4 X'" + value.encode("utf-8", "surrogateescape").hex() + "'"
 
 
 def statements_digest(statements: Iterable[Statement]) -> str:
@@ -111,7 +112,7 @@ def qualified_table(database: str) -> str:
 
 def _cut(text: str, limit: int = 60000) -> str:
     """At most `limit` bytes of UTF-8 (a TEXT column holds 65,535 bytes)."""
-    raw = as_bytes(text)
+    raw = text.encode("utf-8", "replace")
     return text if len(raw) <= limit else raw[:limit].decode("utf-8", "ignore")
 
 
@@ -131,43 +132,58 @@ class History:
         """Every row in rank order: the run's one history read (creates the table if absent;
         with `upgrade`, adds the digest column to a table from before it)."""
         try:
-            self.cursor.execute(f"SELECT * FROM {self.table} ORDER BY installed_rank")
+            self.cursor.execute(self._select(digest=True))
         except pymysql.err.ProgrammingError as exc:
-            if exc.args[0] != ER_NO_SUCH_TABLE:
+            if exc.args[0] == ER_NO_SUCH_TABLE:
+                if create:
+                    self.cursor.execute(CREATE_TABLE.format(table=self.table))
+                self.next_rank = 1
+                return []
+            if exc.args[0] != ER_BAD_FIELD:
                 raise
-            if create:
-                self.cursor.execute(CREATE_TABLE.format(table=self.table))
-            self.next_rank = 1
-            return []
-        names = [d[0].lower() for d in self.cursor.description or ()]
-        records = [dict(zip(names, r, strict=True)) for r in self.cursor.fetchall()]
-        self.has_digest = "statements_digest" in names
+            # A history table from before statement digests.
+            self.has_digest = False
+            self.cursor.execute(self._select(digest=False))
+        records = self.cursor.fetchall()
         if upgrade and not self.has_digest:
             self.cursor.execute(ADD_DIGEST.format(table=self.table))
             self.has_digest = True
         rows = [
             HistoryRow(
-                installed_rank=r["installed_rank"],
-                version=r["version"],
-                description=r["description"],
-                type=r["type"],
-                script=r["script"],
-                checksum=r["checksum"],
-                installed_by=r["installed_by"],
-                installed_on=r["installed_on"],
-                execution_time=r["execution_time"],
-                success=bool(r["success"]),
-                state=r["state"],
-                statements_total=r["statements_total"],
-                statements_done=r["statements_done"],
-                statement_checksums=(r["statement_checksums"] or "").split(),
-                error=r["error"],
-                statements_digest=r.get("statements_digest"),
+                installed_rank=r[0],
+                version=r[1],
+                description=r[2],
+                type=r[3],
+                script=r[4],
+                checksum=r[5],
+                installed_by=r[6],
+                installed_on=r[7],
+                execution_time=r[8],
+                success=bool(r[9]),
+                state=r[10],
+                statements_total=r[11],
+                statements_done=r[12],
+                statement_checksums=r[13].split() if r[13] else [],
+                error=r[14],
+                statements_digest=r[15] if len(r) > 15 else None,
             )
             for r in records
         ]
         self.next_rank = (rows[-1].installed_rank + 1) if rows else 1
         return rows
+
+    def _select(self, digest: bool) -> str:
+        # Applied rows' per-statement lists (history before digests: up to megabytes each)
+        # and errors are not needed: every run reads every row, so keep them out of it.
+        return (
+            "SELECT installed_rank, version, description, type, script, checksum, "
+            "installed_by, CAST(installed_on AS CHAR), execution_time, success, state, "
+            "statements_total, statements_done, "
+            f"IF(state = '{SUCCESS}', '', statement_checksums), "
+            f"IF(state = '{SUCCESS}', NULL, error)"
+            + (", statements_digest" if digest else "")
+            + f" FROM {self.table} ORDER BY installed_rank"
+        )
 
     def allocate_rank(self) -> int:
         """Ranks are assigned here: the run holds the migration lock, so nobody else writes

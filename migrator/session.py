@@ -52,7 +52,10 @@ def effective(sql: str, server: Server) -> str:
 
 # -- classification -----------------------------------------------------------------------
 
-_STRINGS = re.compile(r"""'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`(?:[^`]|``)*`""", re.S)
+_STRINGS = re.compile(
+    r"""'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"|`[^`]*(?:``[^`]*)*`""",
+    re.S,
+)
 _WORDS = re.compile(r"[A-Za-z_]+")
 _USER_VAR = re.compile(r"(?<![\w'\"`$@.])@([A-Za-z0-9_$.]+|'(?:[^']|'')*'|`(?:[^`]|``)*`|\"[^\"]*\")")
 _ASSIGNED_VAR = re.compile(
@@ -146,7 +149,24 @@ class Effect:
     single_result: bool = True
 
 
-def analyse(stmt: Statement, server: Server = DEFAULT_SERVER) -> Effect:
+_PLAIN_DML = frozenset(("INSERT", "UPDATE", "DELETE", "REPLACE"))
+_GET_LOCK = re.compile("get_lock", re.I)
+
+
+def analyse(stmt: Statement, server: Server = DEFAULT_SERVER, detail: bool = False) -> Effect:
+    """What `stmt` does to its session. Without `detail`, a plain INSERT/UPDATE/DELETE (the
+    bulk of any dump, up to megabytes each) is judged from its keyword: it touches the session
+    only if it mentions `@` or GET_LOCK (then conservatively). `detail` (resuming) reads it."""
+    sql_text = stmt.sql
+    if (
+        not detail
+        and stmt.keyword in _PLAIN_DML
+        and stmt.delimiter == ";"
+        and "/*!" not in sql_text
+        and "/*M!" not in sql_text
+    ):
+        touches = "@" in sql_text or _GET_LOCK.search(sql_text) is not None
+        return Effect(keyword=stmt.keyword, touches_session=touches)
     sql = effective(stmt.sql, server)
     bare = _bare(sql)
     words = _WORDS.findall(bare[:200])

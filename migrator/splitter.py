@@ -2,9 +2,12 @@
 
 What the client does, and so what this does (client/mysql.cc, read_and_execute/add_line;
 each point checked against mariadb 10.11's client, see tests/test_migrator_commands.py):
-- Bytes pass through: the file is never decoded for meaning. Text here is the file's bytes
-  decoded as UTF-8 with `surrogateescape`, so any byte sequence (latin1 text, raw BLOB bytes in
-  a dump) round-trips to the same bytes when sent (see `Statement.payload`).
+- Bytes pass through: the file is never decoded for meaning. A statement's `sql` holds the
+  file's bytes one character per byte (latin-1), so any byte sequence (UTF-8 or latin1 text,
+  raw BLOB bytes in a dump) is sent exactly as it is in the file (`Statement.payload`) and
+  costs one byte of memory per byte; `Statement.text` is the same read as UTF-8, for people.
+  The syntax the client looks at is ASCII, so this reads every ASCII-compatible encoding as
+  the client does (not Shift-JIS, Big5, GBK: their second bytes may be ASCII punctuation).
 - CRLF is read as LF (a lone CR is kept); a UTF-8 BOM at the start of a file is skipped; a NUL
   byte is refused (the client refuses it unless --binary-mode).
 - `'...'` and `"..."` strings (backslash escapes, doubled quotes) and `` `names` `` never end a
@@ -38,16 +41,19 @@ from pathlib import Path
 
 from migrator.errors import ConfigurationError
 
-ENCODING = "utf-8"
-ERRORS = "surrogateescape"  # bytes that are not UTF-8 survive the round trip unchanged
-
-
 def as_text(raw: bytes) -> str:
-    return raw.decode(ENCODING, ERRORS)
+    """Bytes as the splitter holds them: one character per byte."""
+    return raw.decode("latin-1")
 
 
 def as_bytes(text: str) -> bytes:
-    return text.encode(ENCODING, ERRORS)
+    """Back to the bytes (as_text's inverse)."""
+    return text.encode("latin-1")
+
+
+def readable(text: str) -> str:
+    """Splitter text for people: its bytes read as UTF-8 (others shown as replacements)."""
+    return as_bytes(text).decode("utf-8", "replace")
 
 
 # The first word of a statement, seen through a leading executable comment
@@ -73,7 +79,7 @@ def first_keyword(sql: str) -> str:
     word = _WORD.match(sql, pos)
     return word.group(1).upper() if word else ""
 _TOKEN_OR_SPACE = re.compile(r"""'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`[^`]*`|\s+""", re.S)
-_WORDISH = re.compile(r"[\w$@'\"`]")
+_WORDISH = re.compile(r"[\w$@'\"`\x80-\xff]", re.ASCII)
 
 
 def fingerprint(sql: str) -> str:
@@ -108,6 +114,11 @@ class Statement:
     def payload(self) -> bytes:
         """What goes to the server: the file's own bytes."""
         return as_bytes(self.sql)
+
+    @property
+    def text(self) -> str:
+        """The statement as people read it (its bytes as UTF-8)."""
+        return readable(self.sql)
 
     @property
     def checksum(self) -> str:
@@ -215,10 +226,14 @@ def _source_name(text: str) -> str | None:
     return name.rstrip("".join(chr(c) for c in range(32))) or None
 
 
+_COMMAND_INITIALS = frozenset("".join(name[0] for name in _COMMANDS) + "".join(
+    name[0].upper() for name in _COMMANDS))
+
+
 def _line_command(text: str, delimiter: str) -> tuple[str, str] | None:
     """The client's find_command(line): (name, the command's text) if `text` is a command."""
     stripped = text.lstrip()
-    if not stripped or not (stripped[0].isalpha() or stripped[0] == "?"):
+    if not stripped or stripped[0] not in _COMMAND_INITIALS:
         return None
     if "\\g" in stripped or (delimiter in stripped and not _is_delimiter_command(stripped)):
         return None
@@ -249,6 +264,21 @@ _QUOTE_END = {
     "`": re.compile(r"[^`]*`"),
 }
 _SPECIALS: dict[str, re.Pattern[str]] = {}
+_BLOCK = 1 << 20  # bytes read at a time
+# Text inside a statement up to what needs the line rules (delimiter `;`, comments, a
+# backslash outside strings, a quote whose string does not close): any number of lines.
+_BODY = re.compile(
+    r"""(?:[^'"`#\-/\\;]++|'[^'\\]*(?:\\.[^'\\]*)*'|"[^"\\]*(?:\\.[^"\\]*)*"|`[^`]*`"""
+    r"""|-(?!-(?:\s|$))|/(?!\*))*+"""
+)
+_GLUED_DELIMITER = re.compile(r"\n[ \t]*delimiter(?=[ \t\n])", re.I)
+_DELIMITER_LINE = re.compile(r"[ \t]*delimiter(?=[ \t\n]|$)", re.I)
+# A line that is only plain text and complete strings (no comment, backslash or command),
+# ending with the `;` delimiter or not: most lines of a dump. One regex reads it.
+_PLAIN_LINE = re.compile(
+    r"""((?:[^'"`#\-/*\\;]++|'[^'\\]*(?:\\.[^'\\]*)*'|"[^"\\]*(?:\\.[^"\\]*)*"|`[^`]*`"""
+    r"""|-(?!-)|/(?!\*)|\*(?!/))*+)(;[ \t\r]*)?"""
+)
 
 
 def _specials(delimiter: str) -> re.Pattern[str]:
@@ -395,27 +425,24 @@ class _FileScanner:
         child = _FileScanner(self.ctx, target, f"{base}{target} ", self.depth + 1)
         child.sandbox = self.sandbox
         with handle:
-            yield from child.run(handle)
+            yield from child.run(iter(lambda: handle.read(_BLOCK), b""))
 
     # lines --------------------------------------------------------------------------------
-    def run(self, lines: Iterable[bytes]) -> Iterator[Statement]:
-        number = 0
+    def run(self, blocks: Iterable[bytes]) -> Iterator[Statement]:
+        """Read the file: `blocks` of its bytes, any size; lines are cut here."""
+        self.number = 1
+        carry = b""
+        first = True
         try:
-            for raw in lines:
-                number += 1
-                text = as_text(raw)
-                if number == 1 and text.startswith("\ufeff"):
-                    text = text[1:]
-                if text.endswith("\r\n"):
-                    text = text[:-2] + "\n"
-                if "\0" in text:
-                    self.problem(
-                        number,
-                        "a NUL byte (the mariadb client refuses these unless --binary-mode; "
-                        "write it as \\0 inside a string)",
-                    )
-                    continue
-                yield from self._line(text, number)
+            for raw in blocks:
+                raw = carry + raw
+                cut = raw.rfind(b"\n") + 1
+                carry = raw[cut:]
+                if cut:
+                    yield from self._block(raw[:cut], first)
+                    first = False
+            if carry:
+                yield from self._block(carry, first)
         except _Stop:
             self.buf = []
             return
@@ -428,15 +455,77 @@ class _FileScanner:
             return
         yield from self._emit(check_command=False)
 
-    def _line(self, line: str, number: int) -> Iterator[Statement]:
-        """One line, as add_line reads it; `line` ends with its newline (but the last)."""
+    def _block(self, raw: bytes, first: bool) -> Iterator[Statement]:
+        """Complete lines (the file's last may lack its newline)."""
+        if first and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        data = as_text(raw)
+        if "\r\n" in data:
+            data = data.replace("\r\n", "\n")
+        if "\0" in data:  # rare: line by line, so each NUL is reported with its line
+            for line in data.splitlines(keepends=True):
+                if "\0" in line:
+                    self.problem(
+                        self.number,
+                        "a NUL byte (the mariadb client refuses these unless --binary-mode; "
+                        "write it as \\0 inside a string)",
+                    )
+                else:
+                    yield from self._line(line, self.number, True)
+                self.number += line.endswith("\n")
+            return
+        pos, end = 0, len(data)
+        while pos < end:
+            at_start = pos == 0 or data[pos - 1] == "\n"
+            if (
+                self.buf
+                and not self.quote
+                and not self.comment
+                and self.ctx.delimiter == ";"
+                and not (at_start and _DELIMITER_LINE.match(data, pos))
+            ):
+                # Inside a statement: C-speed through text, strings and whole lines, up to
+                # the next thing the line rules must see (the delimiter, a comment, a
+                # backslash, a string that goes on past this block).
+                match = _BODY.match(data, pos)
+                stop = match.end()
+                if stop > pos:
+                    glued = _GLUED_DELIMITER.search(data, pos, stop)
+                    if glued is not None:  # a DELIMITER line inside the statement
+                        stop = glued.start() + 1
+                    self.buf.append(data[pos:stop])
+                    self.number += data.count("\n", pos, stop)
+                    pos = stop
+                    continue
+            line_end = data.find("\n", pos)
+            line_end = end if line_end < 0 else line_end + 1
+            yield from self._line(data[pos:line_end], self.number, at_start)
+            if data[line_end - 1] == "\n":
+                self.number += 1
+            pos = line_end
+
+    def _line(self, line: str, number: int, at_start: bool) -> Iterator[Statement]:
+        """One line (or the rest of one), as add_line reads it; it ends with its newline
+        (but the file's last line). Commands are looked for at the start of a line."""
         ctx = self.ctx
         text = line[:-1] if line.endswith("\n") else line
-        if not self.buf and not self.quote and not self.comment:
-            found = _line_command(text, ctx.delimiter)
-            if found is not None:
-                yield from self._command(found[0], found[1], number, short=False)
-                return
+        if not self.quote and not self.comment:
+            if not self.buf and at_start:
+                found = _line_command(text, ctx.delimiter)
+                if found is not None:
+                    yield from self._command(found[0], found[1], number, short=False)
+                    return
+            if ctx.delimiter == ";":
+                plain = _PLAIN_LINE.fullmatch(text)
+                if plain is not None and (
+                    plain.group(2) or not at_start or not _is_delimiter_command(text.lstrip())
+                ):
+                    self._append(plain.group(1), number)
+                    if plain.group(2):
+                        yield from self._emit()
+                    elif self.buf:
+                        self.buf.append("\n")
+                    return
         pos, end = 0, len(text)
         ss_comment = False  # inside /*! ... */ on this line: a short command's argument ends at */
         delimiter = ctx.delimiter
@@ -532,7 +621,7 @@ class _FileScanner:
             pos = at + 1
         if self.comment:
             return
-        if self.buf and (self.quote or not _is_delimiter_command(text.lstrip())):
+        if self.buf and (self.quote or not at_start or not _is_delimiter_command(text.lstrip())):
             # (no newline after a DELIMITER line glued to a pending statement, as the client)
             self.buf.append("\n")
 
@@ -561,7 +650,7 @@ def iter_statements(
     name = script or path.name
     scanner = _FileScanner(ctx, None, f"{name}: ", 0)
     with path.open("rb") as handle:
-        yield from scanner.run(handle)
+        yield from scanner.run(iter(lambda: handle.read(_BLOCK), b""))
     if sources is not None:
         sources.extend(ctx.sources)
     if problems is None and ctx.problems:
@@ -577,7 +666,7 @@ def split_text(
     own = problems is None
     ctx.problems = [] if own else problems  # type: ignore[assignment]
     scanner = _FileScanner(ctx, None, f"{name}: " if name else "", 0)
-    yield from scanner.run(raw.splitlines(keepends=True))
+    yield from scanner.run((raw,))
     if sources is not None:
         sources.extend(ctx.sources)
     if own and ctx.problems:
@@ -585,5 +674,6 @@ def split_text(
 
 
 def split_statements(text: str) -> list[Statement]:
-    """Statements of a script given as text, in order, each with its starting line."""
-    return list(split_text(as_bytes(text)))
+    """Statements of a script given as text (UTF-8 when sent), in order, with their lines;
+    their `text` is what was given, their `sql` its bytes (see as_text)."""
+    return list(split_text(text.encode("utf-8", "surrogateescape")))

@@ -38,11 +38,37 @@ def _lenenc_end(data: bytes, pos: int) -> int:
     return pos + {0xFC: 3, 0xFD: 4, 0xFE: 9}.get(first, 1)
 
 
+def _read_payload(conn: pymysql.connections.Connection) -> bytes:
+    """One protocol packet's payload, straight from the socket's buffer: the OK packets of
+    hundreds of thousands of statements are most of what the engine reads."""
+    rfile = conn._rfile  # type: ignore[attr-defined]
+    try:
+        header = rfile.read(4)
+        length = header[0] | header[1] << 8 | header[2] << 16
+        data = rfile.read(length)
+    except (OSError, IndexError) as exc:
+        conn._force_close()  # type: ignore[attr-defined]
+        raise pymysql.err.OperationalError(
+            2013, f"Lost connection to MySQL server during query ({exc})"
+        ) from None
+    if len(data) < length or header[3] != conn._next_seq_id:  # type: ignore[attr-defined]
+        conn._force_close()  # type: ignore[attr-defined]
+        raise pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
+    conn._next_seq_id = (header[3] + 1) % 256  # type: ignore[attr-defined]
+    if length == 0xFFFFFF:  # continued in the next packet (a packet of 16 MiB or more)
+        data += _read_payload(conn)
+    return data
+
+
 def read_result(conn: pymysql.connections.Connection) -> int:
     """One statement's result, read to its end; returns its server status flags. A server
     error is raised as pymysql raises it (MySQLError with code and message)."""
-    packet = conn._read_packet()
-    data: bytes = packet._data  # type: ignore[attr-defined]
+    if conn._current_timeout != conn._read_timeout:  # type: ignore[attr-defined]
+        conn._sock.settimeout(conn._read_timeout)  # type: ignore[attr-defined]
+        conn._current_timeout = conn._read_timeout  # type: ignore[attr-defined]
+    data = _read_payload(conn)
+    if data[0] == 0xFF:
+        pymysql.err.raise_mysql_exception(data)
     if data[0] == 0 and len(data) >= 7:  # OK: affected rows, insert id, status, warnings
         pos = _lenenc_end(data, _lenenc_end(data, 1))
         status = data[pos] | data[pos + 1] << 8
