@@ -131,7 +131,9 @@ def _password(args: argparse.Namespace) -> str | None:
         try:
             return getpass.getpass("password: ", stream=sys.stderr)
         except EOFError:
-            raise ConfigurationError(["--ask-password: no password was typed"], "no password") from None
+            raise ConfigurationError(
+                ["--ask-password: no password was typed"], "no password"
+            ) from None
     return os.environ.get(PASSWORD_ENV)
 
 
@@ -342,8 +344,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:
-        print(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
-              file=sys.stderr)
+        print(
+            f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
+            file=sys.stderr,
+        )
         return 1
     except Exception as exc:  # a bug: one line (the traceback with -v), never a secret
         if args.verbose:

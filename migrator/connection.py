@@ -110,9 +110,7 @@ def parse_dsn(dsn: str, **overrides: object) -> ConnectionSettings:
     if not parts.database or "/" in parts.database:
         problems.append("the database name (path) is missing")
     if parts.query:
-        problems.append(
-            "options after '?' are not read: give TLS and timeouts as command options"
-        )
+        problems.append("options after '?' are not read: give TLS and timeouts as command options")
     if problems:
         raise ConfigurationError([f"DSN {shown}: {p}" for p in problems], "bad DSN")
     fields: dict[str, object] = {
@@ -244,8 +242,11 @@ def connect(
                 raise ConnectionFailed(
                     f"cannot connect to {settings.address} as {settings.user!r}: the server "
                     "requires TLS (it refused the login without TLS"
-                    + (")" if code == ER_SECURE_TRANSPORT_REQUIRED else
-                       " and accepted the same login over verified TLS)")
+                    + (
+                        ")"
+                        if code == ER_SECURE_TRANSPORT_REQUIRED
+                        else " and accepted the same login over verified TLS)"
+                    )
                     + ": drop --insecure-no-tls"
                 ) from None
             if code == ER_ACCESS_DENIED:

@@ -23,6 +23,7 @@ from migrator.splitter import Statement, as_bytes, as_text, iter_statements, spl
 
 VERSIONED = re.compile(r"V(?P<version>\d+(?:[._]\d+)*)__(?P<description>.*)\.sql")
 REPEATABLE = re.compile(r"R__(?P<description>.*)\.sql")
+_VERSION_PARTS = re.compile(r"[._]")
 
 
 _CHUNK = 1 << 20
@@ -96,7 +97,7 @@ def _file_digest(path: Path, digest: hashlib._Hash) -> bool:
 
 def version_key(version: str) -> tuple[int, ...]:
     """Numeric sort key; trailing zero parts dropped so that 1, 1.0 and 1_0 are equal."""
-    parts = [int(p) for p in re.split(r"[._]", version)]
+    parts = [int(p) for p in _VERSION_PARTS.split(version)]
     while len(parts) > 1 and parts[-1] == 0:
         parts.pop()
     return tuple(parts)
@@ -110,21 +111,27 @@ class Migration:
     description: str  # "create users"
     # hex sha256 of the file's bytes with CRLF/CR read as LF (and of every file it sources)
     checksum: str
-    path: Path
+    folder: Path  # the migrations location it is in
     # The file's bytes when small (KEEP_BYTES): read once; larger files are streamed.
     data: bytes | None = field(default=None, repr=False, compare=False)
     sources: tuple[Path, ...] = field(default=(), repr=False, compare=False)
 
     @property
+    def path(self) -> Path:
+        return self.folder / self.script
+
+    @property
     def location(self) -> Path:
         """The migration folder: `source` paths are relative to it (the client's working
         directory when it is run from there)."""
-        return self.path.parent
+        return self.folder
 
     def iter_statements(self, problems: list[str] | None = None) -> Iterator[Statement]:
         """The statements, read as the `mariadb` client reads the file, streaming."""
         if self.data is not None:
-            return split_text(self.data, name=self.script, location=self.location, problems=problems)
+            return split_text(
+                self.data, name=self.script, location=self.location, problems=problems
+            )
         return iter_statements(
             self.path, location=self.location, script=self.script, problems=problems
         )
@@ -132,7 +139,10 @@ class Migration:
     def migration_statements(self, problems: list[str], sources: list[Path]) -> Iterator[Statement]:
         """`iter_statements` of a large file, also listing every file it sources."""
         return iter_statements(
-            self.path, location=self.location, script=self.script, problems=problems,
+            self.path,
+            location=self.location,
+            script=self.script,
+            problems=problems,
             sources=sources,
         )
 
@@ -179,14 +189,23 @@ def parse_name(name: str) -> tuple[str, str | None, str] | None:
     return None
 
 
-def _read(path: Path, name: str, location: Path) -> tuple[str, bytes | None, tuple[Path, ...]]:
+def _read(where: str, name: str, location: Path) -> tuple[str, bytes | None, tuple[Path, ...]]:
     """(checksum, the bytes if small, the files it sources). A file that sources others has
     a checksum over all of them, so a change in a sourced file is a change of the migration;
     one that does not keeps the plain file checksum (history written before `source` support
     stays valid)."""
-    with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        data: bytes | None = handle.read() if size <= KEEP_BYTES else None
+    # (os.open/os.read: thousands of small files are read per run, so the file object's
+    # cost counts.)
+    fd = os.open(where, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        data: bytes | None = None
+        if size <= KEEP_BYTES:
+            data = os.read(fd, size + 1)
+            while len(data) <= size and (more := os.read(fd, size + 1 - len(data))):
+                data += more
+    finally:
+        os.close(fd)
     if data is not None and len(data) <= KEEP_BYTES:
         normalised = _normalised(data)
         digest = hashlib.sha256(normalised)
@@ -194,14 +213,16 @@ def _read(path: Path, name: str, location: Path) -> tuple[str, bytes | None, tup
     else:
         data = None
         digest = hashlib.sha256()
-        may_source = _file_digest(path, digest)
+        may_source = _file_digest(Path(where), digest)
     if not may_source:
         return digest.hexdigest(), data, ()
     sources: list[Path] = []
     statements = (
         split_text(data, name=name, location=location, problems=[], sources=sources)
         if data is not None
-        else iter_statements(path, location=location, script=name, problems=[], sources=sources)
+        else iter_statements(
+            Path(where), location=location, script=name, problems=[], sources=sources
+        )
     )
     for _ in statements:
         pass
@@ -228,7 +249,6 @@ def load_migrations(location: str | os.PathLike[str]) -> MigrationSet:
         name = entry.name
         if name.startswith(".") or not name.endswith(".sql") or not entry.is_file():
             continue
-        path = Path(entry.path)
         parsed = parse_name(name)
         if parsed is None:
             problems.append(
@@ -241,7 +261,7 @@ def load_migrations(location: str | os.PathLike[str]) -> MigrationSet:
             problems.append(f"{name}: the description after '__' is empty")
             continue
         try:
-            checksum, data, sources = _read(path, name, directory)
+            checksum, data, sources = _read(entry.path, name, directory)
         except OSError as exc:
             problems.append(f"{name}: cannot read: {exc.strerror or exc}")
             continue
@@ -259,7 +279,7 @@ def load_migrations(location: str | os.PathLike[str]) -> MigrationSet:
             version=version,
             description=description.replace("_", " "),
             checksum=checksum,
-            path=path,
+            folder=directory,
             data=data,
             sources=sources,
         )

@@ -12,6 +12,7 @@ See docs/migrations.md for the contract.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import re
@@ -35,7 +36,15 @@ from migrator.errors import (
     StatementFailed,
     ValidationError,
 )
-from migrator.history import FAILED, IN_PROGRESS, SUCCESS, History, HistoryRow, statements_digest
+from migrator.history import (
+    FAILED,
+    IN_PROGRESS,
+    SUCCESS,
+    TRANSACTION,
+    History,
+    HistoryRow,
+    statements_digest,
+)
 from migrator.session import DEFAULT_SERVER, Effect, Server, analyse, effective
 from migrator.snapshot import SnapshotSettings, create_pre_migration_snapshot
 from migrator.splitter import Statement, as_bytes
@@ -52,7 +61,9 @@ REPAIR_COMMAND = "scripts/migrate repair"
 # statement still goes, alone.
 _PACKET_BYTES = 1 << 20
 # Small migrations that leave the session as they found it share a packet, at most this many.
-_GROUP = 64
+_GROUP = 256
+# Results read per packet at most: bounds what is held while the server runs it.
+_PACKET_PARTS = 4096
 # A migration's statements are kept in memory from validation to application up to this many
 # characters (5,000 small files are read once); larger ones are read again, streaming.
 _CACHE_CHARS = 4 * KEEP_BYTES
@@ -187,7 +198,9 @@ class _Scan:
     refusal: str = ""
 
 
-def _scan(m: Migration, problems: list[str], server: Server, upto: int | None = None) -> _Scan | None:
+def _scan(
+    m: Migration, problems: list[str], server: Server, upto: int | None = None
+) -> _Scan | None:
     """Read the migration once: count its statements and find every problem (refused client
     commands, unreadable sourced files, ...); keep a small one's statements; with `upto`
     (resuming after statement `upto`), check the completed statements and work out how to
@@ -278,8 +291,7 @@ def _scan(m: Migration, problems: list[str], server: Server, upto: int | None = 
                         f"{m.script}: cannot resume at statement {resume_at}: "
                         f"{_numbered(creator.where, creator_number)} created the "
                         f"temporary table {name}, which was lost with the session that "
-                        f"failed, and {_numbered(stmt.where, number)} uses it."
-                        + _RESUME_WAY_OUT
+                        f"failed, and {_numbered(stmt.where, number)} uses it." + _RESUME_WAY_OUT
                     )
                     break
     except OSError as exc:
@@ -400,8 +412,13 @@ def assess(
             scan = _scan(m, a.file_problems, server)
             if scan is not None:
                 a.steps.append(
-                    Step(m, scan.total, cached=scan.cached, effects=scan.effects,
-                         neutral=scan.neutral)
+                    Step(
+                        m,
+                        scan.total,
+                        cached=scan.cached,
+                        effects=scan.effects,
+                        neutral=scan.neutral,
+                    )
                 )
             continue
         if row.state == SUCCESS:
@@ -418,6 +435,38 @@ def assess(
                     "restore the file, or override with ignore_changed (--ignore-changed) "
                     f"or accept the new file with `{REPAIR_COMMAND} --realign-checksums`"
                 )
+            continue
+        if row.state == IN_PROGRESS and row.in_flight == TRANSACTION:
+            # Its run stopped inside a transaction, which the server rolled back: nothing is
+            # in doubt. It resumes after statement statements_done, if the file is the same.
+            info.state = "failed"
+            info.note = "its run stopped inside a transaction, rolled back; it resumes"
+            if m.checksum != row.checksum:
+                a.problems.append(
+                    f"{m.script}: its run stopped after statement {row.statements_done} (the "
+                    "transaction it was in was rolled back), and the file changed since that "
+                    f"run started it (checksum {row.checksum[:12]} then, {m.checksum[:12]} "
+                    "now). Put the file back to resume it, or undo its effects by hand and run "
+                    f"`{REPAIR_COMMAND} --restart`"
+                )
+                continue
+            scan = _scan(m, a.file_problems, server, upto=row.statements_done)
+            if scan is None:
+                continue
+            if scan.refusal:
+                a.problems.append(scan.refusal)
+                continue
+            a.steps.append(
+                Step(
+                    m,
+                    scan.total,
+                    start=row.statements_done,
+                    row=row,
+                    cached=scan.cached,
+                    effects=scan.effects,
+                    replay=scan.replay,
+                )
+            )
             continue
         if row.state == IN_PROGRESS:
             info.state = "interrupted"
@@ -443,8 +492,15 @@ def assess(
             a.problems.append(scan.refusal)
             continue
         a.steps.append(
-            Step(m, scan.total, start=done, row=row, cached=scan.cached, effects=scan.effects,
-                 replay=scan.replay)
+            Step(
+                m,
+                scan.total,
+                start=done,
+                row=row,
+                cached=scan.cached,
+                effects=scan.effects,
+                replay=scan.replay,
+            )
         )
 
     files = migrations.by_script
@@ -491,7 +547,7 @@ def _completed_unchanged(row: HistoryRow, scan: _Scan) -> bool:
 
 # -- applying ------------------------------------------------------------------------------
 
-_PREFIX, _WRITE, _STMT, _DONE = range(4)
+_PREFIX, _WRITE, _STMT, _DONE, _TXN = range(5)
 
 
 @dataclass(slots=True)
@@ -503,6 +559,8 @@ class _Part:
     stmt: Statement | None = None
     effect: Effect | None = None
     replayed: bool = False  # a _PREFIX part re-creating a resumed migration's session
+    progress: bool = False  # a _WRITE saying statements 1..index are done
+    finishes: list[_Run] | None = None  # a _TXN writing these migrations' success rows
 
     @property
     def size(self) -> int:
@@ -535,17 +593,21 @@ class _Run:
     done_status: int = -1  # after its success write
     started: bool = False
     own_in_transaction: int = 0  # history writes made inside the open transaction
+    marked: bool = False  # its row says in_flight=transaction
 
 
 class _Prefetched:
     """A big migration's parts, read ahead by a thread: splitting the file (Python, holding
     the GIL) overlaps with the server running the packet before (the main thread waits on
-    the socket). At most `limit` bytes are read ahead."""
+    the socket). Parts are handed over in batches; at most `limit` bytes are read ahead."""
+
+    _BATCH = 512
 
     def __init__(self, parts: Iterator[_Part], limit: int = 1 << 20):
         self.source, self.limit = parts, limit
         self.cond = threading.Condition()
-        self.items: deque[_Part] = deque()
+        self.batches: deque[tuple[list[_Part], int]] = deque()
+        self.current: Iterator[_Part] = iter(())
         self.size = 0
         self.done = self.stopped = False
         self.error: BaseException | None = None
@@ -554,15 +616,17 @@ class _Prefetched:
 
     def _run(self) -> None:
         try:
+            batch: list[_Part] = []
+            size = 0
             for part in self.source:
-                with self.cond:
-                    while self.size > self.limit and not self.stopped:
-                        self.cond.wait()
-                    if self.stopped:
+                batch.append(part)
+                size += part.size + 128  # (what a part costs besides its SQL)
+                if len(batch) >= self._BATCH or size >= 1 << 16:
+                    if not self._hand_over(batch, size):
                         return
-                    self.items.append(part)
-                    self.size += part.size
-                    self.cond.notify_all()
+                    batch, size = [], 0
+            if batch:
+                self._hand_over(batch, size)
         except BaseException as exc:  # handed to the main thread
             self.error = exc
         finally:
@@ -570,18 +634,33 @@ class _Prefetched:
                 self.done = True
                 self.cond.notify_all()
 
+    def _hand_over(self, batch: list[_Part], size: int) -> bool:
+        with self.cond:
+            while self.size > self.limit and not self.stopped:
+                self.cond.wait()
+            if self.stopped:
+                return False
+            self.batches.append((batch, size))
+            self.size += size
+            self.cond.notify_all()
+        return True
+
     def __iter__(self) -> _Prefetched:
         return self
 
     def __next__(self) -> _Part:
+        part = next(self.current, None)
+        if part is not None:
+            return part
         with self.cond:
-            while not self.items and not self.done:
+            while not self.batches and not self.done:
                 self.cond.wait()
-            if self.items:
-                part = self.items.popleft()
-                self.size -= part.size
+            if self.batches:
+                batch, size = self.batches.popleft()
+                self.size -= size
                 self.cond.notify_all()
-                return part
+                self.current = iter(batch)
+                return next(self.current)
         if self.error is not None:
             raise self.error
         raise StopIteration
@@ -619,7 +698,11 @@ def _about_the_statement(message: str, sql: str) -> str:
                 break
         else:
             excerpt = ""
-    return message[: match.start()] + f"near '{excerpt}' at line {match.group(2)}" + message[match.end():]
+    return (
+        message[: match.start()]
+        + f"near '{excerpt}' at line {match.group(2)}"
+        + message[match.end() :]
+    )
 
 
 _LOCK_HEAD = re.compile(r"\s*LOCK\s+TABLES?\b", re.I)
@@ -690,8 +773,10 @@ class Migrator:
         self.work_lock = lock.work_lock_name(self.lock_name)
         if not re.fullmatch(r"\w+", self.options.default_charset):
             raise ConfigurationError(
-                [f"default_charset {self.options.default_charset!r}: expected a character "
-                 "set name such as utf8mb4 or latin1"],
+                [
+                    f"default_charset {self.options.default_charset!r}: expected a character "
+                    "set name such as utf8mb4 or latin1"
+                ],
                 "bad option",
             )
         self.server = DEFAULT_SERVER
@@ -731,8 +816,8 @@ class Migrator:
             if conn.open:
                 conn.close()
 
-    def _assess(self, history: History, create: bool) -> Assessment:
-        rows = history.read(create=create, upgrade=create)
+    def _assess(self, history: History, create: bool, full: bool = False) -> Assessment:
+        rows = history.read(create=create, upgrade=create, full=full)
         return assess(rows, self.migrations, self.options, self.server)
 
     # -- read-only -----------------------------------------------------------------------
@@ -748,7 +833,7 @@ class Migrator:
 
     def info(self) -> list[InfoRow]:
         with self._session(locked=False) as (_, history):
-            return self._assess(history, create=False).info
+            return self._assess(history, create=False, full=True).info
 
     def pending(self) -> list[Migration]:
         with self._session(locked=False) as (_, history):
@@ -859,9 +944,7 @@ class Migrator:
                 messages.append(self._resolve(history, row, m, action))
         return messages
 
-    def _resolve(
-        self, history: History, row: HistoryRow, m: Migration | None, action: str
-    ) -> str:
+    def _resolve(self, history: History, row: HistoryRow, m: Migration | None, action: str) -> str:
         number = row.statements_done + 1
         done = number if action == "mark-done" else row.statements_done
         if m is None:
@@ -944,6 +1027,13 @@ class _Applier:
         self.active: deque[_Run] = deque()  # migrations with parts in flight, in order
         self.finished = 0
         self.readers: list[_Prefetched] = []
+        # What the work session is known to be in, for statements to run in transactions:
+        # its database (None: not known) and whether it holds table locks.
+        self.current_db: str | None = migrator.settings.database
+        self.locked = False
+        self.transactional: dict[tuple[str, str], bool] = {}  # InnoDB table, no triggers
+        self.one_at_a_time = 0  # parts to send without a transaction (after one rolled back)
+        self.wrapped: list[_Part] | None = None  # the packet being sent, if in a transaction
 
     # -- the work session ---------------------------------------------------------------
     def _work(self) -> pymysql.connections.Connection:
@@ -974,6 +1064,7 @@ class _Applier:
             except pymysql.err.MySQLError:
                 self.work.close()
         self.fresh = True
+        self.current_db, self.locked = self.m.settings.database, False
 
     def close(self) -> None:
         for reader in self.readers:
@@ -1000,7 +1091,13 @@ class _Applier:
         statements = islice(step.iter_statements(), step.start, None)
         for index, stmt in enumerate(statements, start=step.start):
             if index > step.start:
-                yield _Part(_WRITE, history.statement_done_sql(run.rank, index).encode(), run)
+                yield _Part(
+                    _WRITE,
+                    history.statement_done_sql(run.rank, index).encode(),
+                    run,
+                    index,
+                    progress=True,
+                )
             effect = effects[index] if effects is not None else analyse(stmt, server)
             sql = _locking_history(stmt, history.table) if effect.lock == "lock" else None
             yield _Part(_STMT, sql, run, index, stmt, effect)
@@ -1037,12 +1134,18 @@ class _Applier:
             self._after_packet()
 
     def _build(self) -> list[_Part]:
-        parts: list[_Part] = []
+        """The next packet. Statements that only write InnoDB tables, in a session with
+        autocommit on and no table locks, go in a transaction with their history (one commit
+        for the packet, and a lost session rolls back both); everything else one at a time,
+        each history write between the statements it reports on."""
+        head: list[_Part] = []
         size = 0
         self._work()
         if self.fresh:
-            parts.extend(self._setup())
-            size = sum(p.size for p in parts)
+            head.extend(self._setup())
+            size = sum(p.size for p in head)
+        body: list[_Part] = []
+        transaction: bool | None = None
         while True:
             part = self._next_part()
             if part is None:
@@ -1061,24 +1164,159 @@ class _Applier:
                     self.active.append(nxt)
                     continue
                 break
-            if parts and size + part.size + 1 > self.cap and part.kind != _PREFIX:
+            if body and (size + part.size + 1 > self.cap or len(body) >= _PACKET_PARTS):
                 self.pending.appendleft(part)
                 break
+            if part.kind == _STMT:
+                # (Decided on the packet's first statement, in the session as the packets
+                # before left it; a packet that is not a transaction asks nothing more.)
+                if transaction is None or transaction:
+                    fits = self.one_at_a_time == 0 and self._transactional(part)
+                    if transaction is None:
+                        transaction = fits
+                    elif not fits:
+                        self.pending.appendleft(part)
+                        break
+                self._follow(part)
+            if self.one_at_a_time:
+                self.one_at_a_time -= 1
             if part.kind == _WRITE and part.run is not None and not part.run.started:
                 part.run.started = True
                 self.m._starting(part.run.step)
-            parts.append(part)
+            body.append(part)
             size += part.size + 1
             if part.kind == _STMT and part.effect is not None and not part.effect.single_result:
                 break  # its results are read to the end: nothing may follow it
             if part.kind == _DONE and part.run is not None and not part.run.step.neutral:
                 break  # the session is checked (and maybe reset) before the next migration
-        return parts
+        self.wrapped = None
+        if transaction:
+            return head + self._in_transaction(body)
+        parts: list[_Part] = []
+        for part in body:
+            run = part.run
+            if run is not None and run.marked and part.kind in (_STMT, _WRITE):
+                # The row says a lost session's work was rolled back: no longer so.
+                if part.progress:
+                    part.sql = self.history.one_at_a_time_sql(run.rank, part.index).encode()
+                elif part.kind == _STMT:
+                    clear = self.history.one_at_a_time_sql(run.rank, part.index).encode()
+                    parts.append(_Part(_TXN, clear, run))
+                run.marked = False
+            parts.append(part)
+        return head + parts
+
+    def _follow(self, part: _Part) -> None:
+        """What a statement sent does to the session, as far as _transactional needs it."""
+        effect = part.effect
+        assert effect is not None
+        if effect.lock == "lock":
+            self.locked = True
+        elif effect.lock == "unlock":
+            self.locked = False
+        if effect.keyword == "USE":
+            found = re.match(
+                r"\s*USE\s+(`(?:[^`]|``)+`|[\w$]+)\s*$",
+                effective(part.stmt.sql, self.m.server) if part.stmt else "",
+                re.I,
+            )
+            name = found.group(1) if found else None
+            self.current_db = (
+                name[1:-1].replace("``", "`") if name and name.startswith("`") else name
+            )
+        if effect.table is None:
+            self.transactional.clear()  # DDL may change what a table is
+
+    def _transactional(self, part: _Part) -> bool:
+        effect = part.effect
+        if effect is None or effect.table is None or self.locked or self.current_db is None:
+            return False
+        status = self.work.server_status if self.work is not None else 0
+        if not status & wire.AUTOCOMMIT or status & wire.IN_TRANS:
+            return False
+        key = (effect.table[0] or self.current_db, effect.table[1])
+        known = self.transactional.get(key)
+        if known is None:
+            known = self.transactional[key] = self._innodb_without_triggers(key)
+        return known
+
+    def _innodb_without_triggers(self, key: tuple[str, str]) -> bool:
+        """Whether a table's writes roll back with a transaction: an InnoDB base table that
+        no trigger writes other (maybe non-transactional) tables from."""
+        found: list[tuple] = []
+
+        def look() -> None:
+            with self.control.cursor() as cur:
+                cur.execute(
+                    "SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA "
+                    "= %s AND TABLE_NAME = %s AND ENGINE = 'InnoDB' AND TABLE_TYPE = "
+                    "'BASE TABLE'), (SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE "
+                    "EVENT_OBJECT_SCHEMA = %s AND EVENT_OBJECT_TABLE = %s)",
+                    (key[0], key[1], key[0], key[1]),
+                )
+                found.extend(cur.fetchall())
+
+        try:
+            self._control(look)
+        except pymysql.err.MySQLError:
+            return False
+        return bool(found) and found[0][0] == 1 and found[0][1] == 0
+
+    def _in_transaction(self, body: list[_Part]) -> list[_Part]:
+        """`body` as one transaction: its progress writes but each migration's last dropped
+        (nothing in between is seen by anyone), every row it leaves in progress marked
+        in_flight=transaction; a migration already in progress is marked before it starts."""
+        history = self.history
+        before: list[_Part] = []
+        inside: list[_Part] = [_Part(_TXN, b"START TRANSACTION")]
+        started = {id(p.run) for p in body if p.kind == _WRITE and not p.progress}
+        whole = {id(p.run) for p in body if p.kind == _DONE} & {
+            id(p.run) for p in body if p.kind == _WRITE and p.sql and p.sql.startswith(b"INSERT")
+        }
+        last_statement: dict[int, _Part] = {}
+        finished: set[int] = set()
+        applied: list[_Run] = []
+        for part in body:
+            run = part.run
+            if part.kind == _STMT and run is not None:
+                last_statement[id(run)] = part
+                if id(run) not in started and not run.marked:
+                    before.append(_Part(_TXN, history.in_transactions_sql(run.rank).encode(), run))
+                    run.marked = True
+            if part.kind == _DONE and run is not None:
+                finished.add(id(run))
+                run.marked = False
+            if id(run) in whole and run is not None:
+                # Applied whole in this transaction: its row is written once, applied, with
+                # the others' (below): no start row, no success update.
+                if part.kind == _DONE:
+                    applied.append(run)
+                if part.kind in (_WRITE, _DONE):
+                    continue
+            if not part.progress:
+                inside.append(part)
+        if applied:
+            rows = [(run.rank, run.step.migration, run.step.total) for run in applied]
+            inside.append(_Part(_TXN, history.applied_sql(rows).encode(), finishes=applied))
+        for key, part in last_statement.items():
+            run = part.run
+            if key not in finished and run is not None:
+                inside.append(
+                    _Part(_TXN, history.in_transactions_sql(run.rank, part.index + 1).encode(), run)
+                )
+                run.marked = True
+        inside.append(_Part(_TXN, b"COMMIT"))
+        self.wrapped = body
+        return before + inside
 
     # -- sending and reading ------------------------------------------------------------
     def _send(self, parts: list[_Part]) -> None:
         work = self._work()
         self.fresh = False
+        wrapped = self.wrapped
+        runs = {id(p.run): p.run for p in wrapped or () if p.run is not None}
+        runs.update({id(r): r for p in parts if p.finishes for r in p.finishes})
+        saved = {key: dataclasses.replace(run) for key, run in runs.items()}
         try:
             wire.send(work, b";".join([p.payload() for p in parts]))
         except pymysql.err.MySQLError as exc:
@@ -1092,15 +1330,58 @@ class _Applier:
                 else:
                     status = wire.read_result(work)
             except pymysql.err.MySQLError as exc:
+                if wrapped is not None and (exc.args[0] if exc.args else 0) not in LOST_CONNECTION:
+                    self._rolled_back(wrapped, runs, saved)
+                    return
                 if part.kind == _STMT:
                     self._statement_failed(part, exc, parts[position + 1 :])
                     return
                 self._write_failed(part, exc)
                 return
             self._completed(part, status)
+        for run in runs.values():  # committed
+            run.committed = run.completed
+            run.open_since, run.tail_read_only, run.own_in_transaction = None, True, 0
+            run.status &= ~wire.IN_TRANS
+            if run.done_status >= 0:
+                run.done_status &= ~wire.IN_TRANS
+
+    def _rolled_back(
+        self, body: list[_Part], runs: dict[int, _Run], saved: dict[int, _Run]
+    ) -> None:
+        """A statement of a transaction failed: roll it all back (the history in it too) and
+        send the same parts again one at a time, where the failure (if it happens again) is
+        recorded statement by statement, exactly as the client would leave it."""
+        work = self._work()
+        try:
+            wire.send(work, b"ROLLBACK")
+            wire.read_result(work)
+        except pymysql.err.MySQLError as exc:
+            self._lost(body[0], exc)
+        for key, run in runs.items():
+            before = saved[key]
+            for name in (
+                "completed",
+                "committed",
+                "open_since",
+                "tail_read_only",
+                "last",
+                "status",
+                "done_status",
+                "own_in_transaction",
+                "dirty",
+            ):
+                setattr(run, name, getattr(before, name))
+        self.pending.extendleft(reversed(body))
+        self.one_at_a_time = len(body)
+        log.info("a transaction of %d statement(s) failed; sending them one at a time", len(body))
 
     def _completed(self, part: _Part, status: int) -> None:
         run = part.run
+        if part.finishes:
+            for done in part.finishes:
+                done.done_status = status
+            return
         if run is None:
             return
         if part.kind == _STMT:
@@ -1148,8 +1429,12 @@ class _Applier:
             try:
                 work.commit()
             except pymysql.err.MySQLError as exc:
-                self._record(run, run.completed, f"the success write was not committed: {_server_error(exc)}")
-                raise MigrationError(f"{m.script}: {_server_error(exc)} committing its history") from None
+                self._record(
+                    run, run.completed, f"the success write was not committed: {_server_error(exc)}"
+                )
+                raise MigrationError(
+                    f"{m.script}: {_server_error(exc)} committing its history"
+                ) from None
         if run.dirty or not run.done_status & wire.AUTOCOMMIT:
             self._reset()
         log.info("%s: applied %d statement(s)", m.script, step.total - step.start)
@@ -1169,7 +1454,9 @@ class _Applier:
         changed = self._rows_changed_by_the_script(run)
         self._reset()  # rolls the transaction (and the success write in it) back
         if changed == 0 or (changed is None and run.tail_read_only):
-            self._control(lambda: self.history.write(self.history.finish_sql(run.rank, run.step.total)))
+            self._control(
+                lambda: self.history.write(self.history.finish_sql(run.rank, run.step.total))
+            )
             return
         first = run.open_since
         number = run.committed + 1
@@ -1180,7 +1467,14 @@ class _Applier:
             f"End the transaction with COMMIT; the next run resumes at statement {number}"
         )
         self._record(run, run.committed, f"statement {number} ({where}): {message}")
-        raise StatementFailed(m.script, number, first.line if first else 0, 0, message, file=first.file if first else None)
+        raise StatementFailed(
+            m.script,
+            number,
+            first.line if first else 0,
+            0,
+            message,
+            file=first.file if first else None,
+        )
 
     def _rows_changed_by_the_script(self, run: _Run) -> int | None:
         """Rows the open transaction changed, the engine's own history writes in it left
@@ -1202,8 +1496,14 @@ class _Applier:
     def _report(self, run: _Run, finished: bool) -> None:
         if self.options.progress is not None:
             self.options.progress(
-                Progress(run.step.migration.script, run.completed, run.step.total,
-                         self.finished + (0 if finished else 1), self.total, finished)
+                Progress(
+                    run.step.migration.script,
+                    run.completed,
+                    run.step.total,
+                    self.finished + (0 if finished else 1),
+                    self.total,
+                    finished,
+                )
             )
 
     # -- failures -----------------------------------------------------------------------
@@ -1222,14 +1522,18 @@ class _Applier:
         try:
             self._control(lambda: self.history.fail(run.rank, done, digest, error))
         except pymysql.err.MySQLError:
-            log.warning("%s: the failure could not be recorded in history", run.step.migration.script)
+            log.warning(
+                "%s: the failure could not be recorded in history", run.step.migration.script
+            )
 
     def _lost(self, part: _Part, exc: pymysql.err.MySQLError) -> None:
         run = part.run
         script = run.step.migration.script if run else "?"
         raise MigrationError(f"{script}: lost the work session: {_server_error(exc)}") from None
 
-    def _statement_failed(self, part: _Part, exc: pymysql.err.MySQLError, rest: list[_Part]) -> None:
+    def _statement_failed(
+        self, part: _Part, exc: pymysql.err.MySQLError, rest: list[_Part]
+    ) -> None:
         run, stmt = part.run, part.stmt
         assert run is not None and stmt is not None and part.effect is not None
         try:
@@ -1242,7 +1546,9 @@ class _Applier:
             return
         m = run.step.migration
         code = int(exc.args[0]) if exc.args and isinstance(exc.args[0], int) else 0
-        message = _about_the_statement(str(exc.args[1]) if len(exc.args) > 1 else str(exc), stmt.text)
+        message = _about_the_statement(
+            str(exc.args[1]) if len(exc.args) > 1 else str(exc), stmt.text
+        )
         number = part.index + 1
         note = ""
         attempts = getattr(exc, "attempts", 1)
@@ -1256,7 +1562,9 @@ class _Applier:
                 "connection lost: history still shows this statement in flight; the next run "
                 f"will ask you to resolve it with `{REPAIR_COMMAND}`"
             )
-            raise StatementFailed(m.script, number, stmt.line, code, message, note, file=stmt.file) from None
+            raise StatementFailed(
+                m.script, number, stmt.line, code, message, note, file=stmt.file
+            ) from None
         in_transaction = bool((self.work.server_status if self.work else 0) & wire.IN_TRANS)
         done = run.committed if in_transaction and run.committed < part.index else part.index
         self._reset()  # rolls back what the script's open transaction did
@@ -1266,7 +1574,9 @@ class _Applier:
                 f"its open transaction was rolled back; the next run resumes at statement "
                 f"{done + 1}"
             )
-        raise StatementFailed(m.script, number, stmt.line, code, message, note, file=stmt.file) from None
+        raise StatementFailed(
+            m.script, number, stmt.line, code, message, note, file=stmt.file
+        ) from None
 
     def _write_failed(self, part: _Part, exc: pymysql.err.MySQLError) -> None:
         run = part.run
@@ -1278,11 +1588,15 @@ class _Applier:
                     "re-creates the session state the completed statements set up, failed: "
                     f"{_server_error(exc)}"
                 ) from None
-            raise MigrationError(f"cannot set up the session for migrating: {_server_error(exc)}") from None
+            raise MigrationError(
+                f"cannot set up the session for migrating: {_server_error(exc)}"
+            ) from None
         assert run is not None
         m = run.step.migration
         if part.kind == _WRITE and not run.completed and part.payload().startswith(b"INSERT"):
-            raise MigrationError(f"{m.script}: cannot record its start in history: {_server_error(exc)}") from None
+            raise MigrationError(
+                f"{m.script}: cannot record its start in history: {_server_error(exc)}"
+            ) from None
         last = run.last
         in_transaction = bool((self.work.server_status if self.work else 0) & wire.IN_TRANS)
         done = run.committed if in_transaction else run.completed

@@ -27,6 +27,7 @@ from migrator.discovery import Migration
 from migrator.splitter import Statement, as_bytes, fingerprint
 
 TABLE = "schema_history"
+_SEP = "\x1f"  # between a row's fields in the history read
 ER_NO_SUCH_TABLE = 1146
 ER_BAD_FIELD = 1054
 
@@ -53,15 +54,19 @@ CREATE TABLE IF NOT EXISTS {table} (
   statement_checksums MEDIUMTEXT NOT NULL COMMENT 'rows before statements_digest: sha256 of each statement',
   error TEXT NULL,
   statements_digest CHAR(64) NULL COMMENT 'sha256 over statements 1..statements_done (failed rows)',
+  in_flight VARCHAR(20) NULL COMMENT 'transaction: the statements after statements_done run in transactions',
   KEY idx_schema_history_script (script)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
 """
-# History tables created before statement digests get the column (an instant ADD COLUMN on
-# MySQL 8 and MariaDB >= 10.3), under the migration lock.
-ADD_DIGEST = (
+# History tables created before these columns get them (an instant ADD COLUMN on MySQL 8
+# and MariaDB >= 10.3), under the migration lock.
+ADD_COLUMNS = (
     "ALTER TABLE {table} ADD COLUMN statements_digest CHAR(64) NULL "
-    "COMMENT 'sha256 over statements 1..statements_done (failed rows)'"
+    "COMMENT 'sha256 over statements 1..statements_done (failed rows)', "
+    "ADD COLUMN in_flight VARCHAR(20) NULL "
+    "COMMENT 'transaction: the statements after statements_done run in transactions'"
 )
+TRANSACTION = "transaction"  # in_flight: a lost session's work was rolled back
 
 
 @dataclass
@@ -82,6 +87,7 @@ class HistoryRow:
     statement_checksums: list[str]  # legacy rows only
     error: str | None
     statements_digest: str | None = None
+    in_flight: str | None = None
 
 
 # Milliseconds since the row went in_progress, computed by the server when the write runs.
@@ -124,66 +130,88 @@ class History:
         self.conn = conn
         self.table = qualified_table(database)
         self.installed_by = installed_by[:100]
+        self._installed_by = text_literal(self.installed_by)
         self.cursor = conn.cursor()
         self.next_rank = 1
         self.has_digest = True
 
-    def read(self, create: bool = True, upgrade: bool = False) -> list[HistoryRow]:
+    def read(
+        self, create: bool = True, upgrade: bool = False, full: bool = True
+    ) -> list[HistoryRow]:
         """Every row in rank order: the run's one history read (creates the table if absent;
-        with `upgrade`, adds the digest column to a table from before it)."""
+        with `upgrade`, adds the columns a table from before them lacks). `full`: also what
+        only `info` shows (description, who, when, how long)."""
         try:
-            self.cursor.execute(self._select(digest=True))
+            self.cursor.execute(self._select(full))
         except pymysql.err.ProgrammingError as exc:
-            if exc.args[0] == ER_NO_SUCH_TABLE:
-                if create:
-                    self.cursor.execute(CREATE_TABLE.format(table=self.table))
-                self.next_rank = 1
-                return []
-            if exc.args[0] != ER_BAD_FIELD:
+            if exc.args[0] != ER_NO_SUCH_TABLE:
                 raise
-            # A history table from before statement digests.
-            self.has_digest = False
-            self.cursor.execute(self._select(digest=False))
-        records = self.cursor.fetchall()
-        if upgrade and not self.has_digest:
-            self.cursor.execute(ADD_DIGEST.format(table=self.table))
-            self.has_digest = True
-        rows = [
-            HistoryRow(
-                installed_rank=r[0],
-                version=r[1],
-                description=r[2],
-                type=r[3],
-                script=r[4],
-                checksum=r[5],
-                installed_by=r[6],
-                installed_on=r[7],
-                execution_time=r[8],
-                success=bool(r[9]),
-                state=r[10],
-                statements_total=r[11],
-                statements_done=r[12],
-                statement_checksums=r[13].split() if r[13] else [],
-                error=r[14],
-                statements_digest=r[15] if len(r) > 15 else None,
-            )
-            for r in records
-        ]
+            if create:
+                self.cursor.execute(CREATE_TABLE.format(table=self.table))
+            self.next_rank = 1
+            return []
+        rows = [self._row(value.split(_SEP), full) for (value,) in self.cursor.fetchall()]
+        self._unfinished(rows, upgrade)
         self.next_rank = (rows[-1].installed_rank + 1) if rows else 1
         return rows
 
-    def _select(self, digest: bool) -> str:
-        # Applied rows' per-statement lists (history before digests: up to megabytes each)
-        # and errors are not needed: every run reads every row, so keep them out of it.
-        return (
-            "SELECT installed_rank, version, description, type, script, checksum, "
-            "installed_by, CAST(installed_on AS CHAR), execution_time, success, state, "
-            "statements_total, statements_done, "
-            f"IF(state = '{SUCCESS}', '', statement_checksums), "
-            f"IF(state = '{SUCCESS}', NULL, error)"
-            + (", statements_digest" if digest else "")
-            + f" FROM {self.table} ORDER BY installed_rank"
+    def _select(self, full: bool) -> str:
+        # One string per row: thousands of rows are read by every run, and the driver's cost
+        # is per column. Rows not applied get their other columns from _unfinished.
+        columns = "installed_rank, IFNULL(version, ''), type, script, checksum, state, success, "
+        columns += "statements_total, statements_done"
+        if full:
+            columns += ", description, installed_by, CAST(installed_on AS CHAR), execution_time"
+        return f"SELECT CONCAT_WS(CHAR(31), {columns}) FROM {self.table} ORDER BY installed_rank"
+
+    @staticmethod
+    def _row(f: list[str], full: bool) -> HistoryRow:
+        return HistoryRow(
+            installed_rank=int(f[0]),
+            version=f[1] or None,
+            type=f[2],
+            script=f[3],
+            checksum=f[4],
+            state=f[5],
+            success=f[6] == "1",
+            statements_total=int(f[7]),
+            statements_done=int(f[8]),
+            description=f[9] if full else "",
+            installed_by=f[10] if full else "",
+            installed_on=f[11] if full else None,
+            execution_time=int(f[12]) if full else 0,
+            statement_checksums=[],
+            error=None,
         )
+
+    def _unfinished(self, rows: list[HistoryRow], upgrade: bool) -> None:
+        """The columns only failed and in-progress rows need (a table from before digests
+        has a per-statement checksum list instead, up to megabytes a row)."""
+        try:
+            self.cursor.execute(
+                "SELECT installed_rank, statement_checksums, error, statements_digest, in_flight "
+                f"FROM {self.table} WHERE state <> '{SUCCESS}'"
+            )
+            found = {r[0]: r[1:] for r in self.cursor.fetchall()}
+        except pymysql.err.ProgrammingError as exc:
+            if exc.args[0] != ER_BAD_FIELD:
+                raise
+            self.has_digest = False
+            self.cursor.execute(
+                "SELECT installed_rank, statement_checksums, error, NULL, NULL "
+                f"FROM {self.table} WHERE state <> '{SUCCESS}'"
+            )
+            found = {r[0]: r[1:] for r in self.cursor.fetchall()}
+        if upgrade and not self.has_digest:
+            self.cursor.execute(ADD_COLUMNS.format(table=self.table))
+            self.has_digest = True
+        if not found:
+            return
+        for row in rows:
+            extra = found.get(row.installed_rank)
+            if extra is not None:
+                checksums, row.error, row.statements_digest, row.in_flight = extra
+                row.statement_checksums = checksums.split() if checksums else []
 
     def allocate_rank(self) -> int:
         """Ranks are assigned here: the run holds the migration lock, so nobody else writes
@@ -193,19 +221,32 @@ class History:
         return rank
 
     # -- writes that travel with the statements (in the script's session) -----------------
+    def applied_sql(self, applied: list[tuple[int, Migration, int]]) -> str:
+        """One INSERT of success rows (rank, migration, statements): migrations applied whole
+        inside one transaction, so nothing of them is ever in progress for anyone else."""
+        values = ", ".join(
+            f"({int(rank)}, {self._identity(m)}, '{SUCCESS}', 1, {int(total)}, {int(total)}, '')"
+            for rank, m, total in applied
+        )
+        return (
+            f"INSERT INTO {self.table} (installed_rank, version, description, type, script, "
+            "checksum, installed_by, state, success, statements_total, statements_done, "
+            f"statement_checksums) VALUES {values}"
+        )
+
+    def _identity(self, m: Migration) -> str:
+        return (
+            ", ".join(
+                text_literal(value)
+                for value in (m.version, m.description[:200], m.kind, m.script, m.checksum)
+            )
+            + ", "
+            + self._installed_by
+        )
+
     def start_sql(self, rank: int, m: Migration, total: int) -> str:
         """INSERT of an in_progress row: statement 1 is in flight."""
-        identity = ", ".join(
-            text_literal(value)
-            for value in (
-                m.version,
-                m.description[:200],
-                m.kind,
-                m.script,
-                m.checksum,
-                self.installed_by,
-            )
-        )
+        identity = self._identity(m)
         return (
             f"INSERT INTO {self.table} (installed_rank, version, description, type, script, "
             "checksum, installed_by, state, success, statements_total, statements_done, "
@@ -235,7 +276,24 @@ class History:
         computes execution_time, as this write may be queued before the statements run."""
         return (
             f"UPDATE {self.table} SET state='{SUCCESS}', success=1, statements_done={int(done)}, "
-            f"execution_time={_ELAPSED_MS} WHERE installed_rank={int(rank)}"
+            f"execution_time={_ELAPSED_MS}, in_flight=NULL WHERE installed_rank={int(rank)}"
+        )
+
+    def in_transactions_sql(self, rank: int, done: int | None = None) -> str:
+        """From here the statements run in transactions with their progress: a lost session
+        rolls its work back, so the next run resumes after statement `done` by itself."""
+        count = f"statements_done={int(done)}, " if done is not None else ""
+        return (
+            f"UPDATE {self.table} SET {count}in_flight='{TRANSACTION}' "
+            f"WHERE installed_rank={int(rank)}"
+        )
+
+    def one_at_a_time_sql(self, rank: int, done: int) -> str:
+        """Statement `done` completed and the next runs on its own again (the hot path's write,
+        clearing in_flight once)."""
+        return (
+            f"UPDATE {self.table} SET statements_done={int(done)}, in_flight=NULL "
+            f"WHERE installed_rank={int(rank)}"
         )
 
     # -- writes on the control connection --------------------------------------------------
@@ -245,7 +303,7 @@ class History:
     def fail(self, rank: int, done: int, digest: str | None, error: str) -> None:
         self.cursor.execute(
             f"UPDATE {self.table} SET state=%s, success=0, statements_done=%s, "
-            "statements_digest=%s, statement_checksums='', error=%s, "
+            "statements_digest=%s, statement_checksums='', error=%s, in_flight=NULL, "
             f"execution_time={_ELAPSED_MS} WHERE installed_rank=%s",
             (FAILED, done, digest, _cut(error), rank),
         )
@@ -263,7 +321,7 @@ class History:
         """Used by `repair` to resolve an interrupted row."""
         self.cursor.execute(
             f"UPDATE {self.table} SET state=%s, success=%s, statements_done=%s, "
-            + ("statements_digest=%s, " if self.has_digest else "")
+            + ("statements_digest=%s, in_flight=NULL, " if self.has_digest else "")
             + "statement_checksums=%s, error=%s WHERE installed_rank=%s",
             (
                 state,

@@ -57,10 +57,10 @@ _STRINGS = re.compile(
     re.S,
 )
 _WORDS = re.compile(r"[A-Za-z_]+")
-_USER_VAR = re.compile(r"(?<![\w'\"`$@.])@([A-Za-z0-9_$.]+|'(?:[^']|'')*'|`(?:[^`]|``)*`|\"[^\"]*\")")
-_ASSIGNED_VAR = re.compile(
-    r"(?<![\w'\"`$@.])@([A-Za-z0-9_$.]+|'(?:[^']|'')*'|`(?:[^`]|``)*`)\s*:="
+_USER_VAR = re.compile(
+    r"(?<![\w'\"`$@.])@([A-Za-z0-9_$.]+|'(?:[^']|'')*'|`(?:[^`]|``)*`|\"[^\"]*\")"
 )
+_ASSIGNED_VAR = re.compile(r"(?<![\w'\"`$@.])@([A-Za-z0-9_$.]+|'(?:[^']|'')*'|`(?:[^`]|``)*`)\s*:=")
 _INTO_VARS = re.compile(r"\bINTO\s+(@[^;]*?)(?:\bFROM\b|\bFOR\b|\bLOCK\b|$)", re.I | re.S)
 _CALL = re.compile(r"^\s*CALL\b", re.I)
 _FUNCTION = re.compile(r"([A-Za-z_][A-Za-z0-9_$.]*)\s*\(")
@@ -111,8 +111,10 @@ def _faithful(expression: str) -> bool:
     words = {w.upper() for w in _WORDS.findall(bare)}
     if "SELECT" in words and "FROM" in words:
         return False
-    return all(name.upper() in _FAITHFUL_FUNCTIONS or name.upper() == "SELECT"
-               for name in _FUNCTION.findall(bare))
+    return all(
+        name.upper() in _FAITHFUL_FUNCTIONS or name.upper() == "SELECT"
+        for name in _FUNCTION.findall(bare)
+    )
 
 
 def _split_assignments(body: str) -> list[str]:
@@ -147,9 +149,35 @@ class Effect:
     uses_vars: set[str] = field(default_factory=set)
     read_only: bool = False
     single_result: bool = True
+    # (database or None, table): the one table a plain INSERT/REPLACE/UPDATE/DELETE writes,
+    # when it can be read from the statement's head.
+    table: tuple[str | None, str] | None = None
 
 
 _PLAIN_DML = frozenset(("INSERT", "UPDATE", "DELETE", "REPLACE"))
+_NAME = r"(`(?:[^`]|``)+`|[A-Za-z0-9_$]+)"
+_TARGET = re.compile(
+    r"\s*(?:(?:INSERT|REPLACE)\s+(?:(?:LOW_PRIORITY|DELAYED|HIGH_PRIORITY|IGNORE)\s+)*(?:INTO\s+)?"
+    rf"{_NAME}(?:\.{_NAME})?\s*[(\s]"
+    r"|UPDATE\s+(?:(?:LOW_PRIORITY|IGNORE)\s+)*" + rf"{_NAME}(?:\.{_NAME})?\s+SET\s"
+    r"|DELETE\s+(?:(?:LOW_PRIORITY|QUICK|IGNORE)\s+)*FROM\s+" + rf"{_NAME}(?:\.{_NAME})?"
+    r"(?:\s+(?:WHERE|ORDER|LIMIT)\s|\s*$))",
+    re.I,
+)
+
+
+def _dml_table(sql: str) -> tuple[str | None, str] | None:
+    """The table a single-table INSERT, REPLACE, UPDATE or DELETE writes (None if unsure)."""
+    match = _TARGET.match(sql[:400])
+    if match is None:
+        return None
+    names = [n for n in match.groups() if n is not None]
+    if len(names) not in (1, 2):
+        return None
+    clean = [n[1:-1].replace("``", "`") if n.startswith("`") else n for n in names]
+    return (None, clean[0]) if len(clean) == 1 else (clean[0], clean[1])
+
+
 _GET_LOCK = re.compile("get_lock", re.I)
 
 
@@ -166,7 +194,11 @@ def analyse(stmt: Statement, server: Server = DEFAULT_SERVER, detail: bool = Fal
         and "/*M!" not in sql_text
     ):
         touches = "@" in sql_text or _GET_LOCK.search(sql_text) is not None
-        return Effect(keyword=stmt.keyword, touches_session=touches)
+        return Effect(
+            keyword=stmt.keyword,
+            touches_session=touches,
+            table=None if touches else _dml_table(sql_text),
+        )
     sql = effective(stmt.sql, server)
     bare = _bare(sql)
     words = _WORDS.findall(bare[:200])
@@ -174,7 +206,9 @@ def analyse(stmt: Statement, server: Server = DEFAULT_SERVER, detail: bool = Fal
     second = words[1].upper() if len(words) > 1 else ""
     effect = Effect(keyword=keyword)
     effect.single_result = stmt.delimiter == ";" and keyword in _SINGLE_RESULT
-    effect.read_only = keyword in _READ_ONLY and not re.search(r"\bINTO\s+(OUTFILE|DUMPFILE)\b", bare, re.I)
+    effect.read_only = keyword in _READ_ONLY and not re.search(
+        r"\bINTO\s+(OUTFILE|DUMPFILE)\b", bare, re.I
+    )
     mentioned = {_var_name(v) for v in _USER_VAR.findall(bare)}
     effect.uses_vars = mentioned
     assigned = {_var_name(v) for v in _ASSIGNED_VAR.findall(bare)}
@@ -227,7 +261,7 @@ def _classify_set(sql: str, effect: Effect, assigned: set[str]) -> None:
             continue
         scope_word = (target.group(1) or target.group(2) or scope).lower()
         scope = scope_word if target.group(1) else scope
-        name, expression = target.group(3), part[target.end():]
+        name, expression = target.group(3), part[target.end() :]
         if name.startswith("@"):
             if _faithful(expression):
                 replay = True
@@ -240,8 +274,7 @@ def _classify_set(sql: str, effect: Effect, assigned: set[str]) -> None:
             replay = True
         else:
             effect.not_faithful = (
-                f"it sets the session variable {name.strip('`')} to a value computed from the "
-                "data"
+                f"it sets the session variable {name.strip('`')} to a value computed from the data"
             )
     effect.replay = replay
     effect.lost_vars |= assigned

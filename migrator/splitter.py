@@ -41,6 +41,7 @@ from pathlib import Path
 
 from migrator.errors import ConfigurationError
 
+
 def as_text(raw: bytes) -> str:
     """Bytes as the splitter holds them: one character per byte."""
     return raw.decode("latin-1")
@@ -78,6 +79,8 @@ def first_keyword(sql: str) -> str:
         pos = close + 2
     word = _WORD.match(sql, pos)
     return word.group(1).upper() if word else ""
+
+
 _TOKEN_OR_SPACE = re.compile(r"""'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`[^`]*`|\s+""", re.S)
 _WORDISH = re.compile(r"[\w$@'\"`\x80-\xff]", re.ASCII)
 
@@ -226,8 +229,9 @@ def _source_name(text: str) -> str | None:
     return name.rstrip("".join(chr(c) for c in range(32))) or None
 
 
-_COMMAND_INITIALS = frozenset("".join(name[0] for name in _COMMANDS) + "".join(
-    name[0].upper() for name in _COMMANDS))
+_COMMAND_INITIALS = frozenset(
+    "".join(name[0] for name in _COMMANDS) + "".join(name[0].upper() for name in _COMMANDS)
+)
 
 
 def _line_command(text: str, delimiter: str) -> tuple[str, str] | None:
@@ -268,7 +272,7 @@ _BLOCK = 1 << 20  # bytes read at a time
 # Text inside a statement up to what needs the line rules (delimiter `;`, comments, a
 # backslash outside strings, a quote whose string does not close): any number of lines.
 _BODY = re.compile(
-    r"""(?:[^'"`#\-/\\;]++|'[^'\\]*(?:\\.[^'\\]*)*'|"[^"\\]*(?:\\.[^"\\]*)*"|`[^`]*`"""
+    r"""(?:'[^'\\]*+(?:\\.[^'\\]*+)*+'|[^'"`#\-/\\;]++|"[^"\\]*+(?:\\.[^"\\]*+)*+"|`[^`]*+`"""
     r"""|-(?!-(?:\s|$))|/(?!\*))*+"""
 )
 _GLUED_DELIMITER = re.compile(r"\n[ \t]*delimiter(?=[ \t\n])", re.I)
@@ -601,7 +605,9 @@ class _FileScanner:
                     continue
                 name = _SHORT.get(nxt)
                 if name is None:
-                    self.problem(number, f"unknown client command `\\{nxt}` (the client stops here)")
+                    self.problem(
+                        number, f"unknown client command `\\{nxt}` (the client stops here)"
+                    )
                     pos = at + 2
                     continue
                 yield from self._command(name, text[at:], number, short=True)
@@ -658,7 +664,11 @@ def iter_statements(
 
 
 def split_text(
-    raw: bytes, *, name: str = "", location: Path | None = None, problems: list[str] | None = None,
+    raw: bytes,
+    *,
+    name: str = "",
+    location: Path | None = None,
+    problems: list[str] | None = None,
     sources: list[Path] | None = None,
 ) -> Iterator[Statement]:
     """`iter_statements` over bytes in memory (a small file read once)."""

@@ -152,7 +152,15 @@ def test_cli_info_plan_validate_migrate(
     info = run_cli("info", *common)
     assert info.returncode == 0, info.stderr
     lines = info.stdout.splitlines()
-    assert lines[0].split() == ["Version", "Description", "Script", "State", "Installed", "on", "ms"]
+    assert lines[0].split() == [
+        "Version",
+        "Description",
+        "Script",
+        "State",
+        "Installed",
+        "on",
+        "ms",
+    ]
     # The columns line up: each starts where its heading starts, on every line.
     starts = [lines[0].index(h) for h in ("Description", "Script", "State", "Installed on")]
     for line in lines[2:]:

@@ -338,7 +338,10 @@ def test_a_vanished_migrator_host_frees_the_lock_after_the_idle_timeout(
     location = write_migrations(
         tmp_path,
         # V1 changes its session, so V2 starts a packet of its own (after a reset).
-        {"V1__a.sql": "CREATE TABLE a (x INT);\nSET @x = 1;", "V2__b.sql": "CREATE TABLE b (x INT);"},
+        {
+            "V1__a.sql": "CREATE TABLE a (x INT);\nSET @x = 1;",
+            "V2__b.sql": "CREATE TABLE b (x INT);",
+        },
     )
     victim = subprocess.Popen(
         [
