@@ -202,7 +202,7 @@ def _read(where: str, name: str, location: Path) -> tuple[str, bytes | None, tup
         data: bytes | None = None
         if size <= KEEP_BYTES:
             data = os.read(fd, size + 1)
-            while len(data) <= size and (more := os.read(fd, size + 1 - len(data))):
+            while len(data) < size and (more := os.read(fd, size - len(data))):
                 data += more
     finally:
         os.close(fd)

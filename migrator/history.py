@@ -131,6 +131,7 @@ class History:
         self.table = qualified_table(database)
         self.installed_by = installed_by[:100]
         self._installed_by = text_literal(self.installed_by)
+        self._identities: dict[str, str] = {}
         self.cursor = conn.cursor()
         self.next_rank = 1
         self.has_digest = True

@@ -672,6 +672,15 @@ def split_text(
     sources: list[Path] | None = None,
 ) -> Iterator[Statement]:
     """`iter_statements` over bytes in memory (a small file read once)."""
+    if raw.count(b"\n") <= 1 and not raw.startswith(b"\xef\xbb\xbf") and b"\0" not in raw:
+        # One line: most small migrations are one plain statement (the common case of
+        # thousands of files). The same result as the scanner's, in one regex.
+        text = as_text(raw).rstrip("\n").removesuffix("\r")
+        plain = _PLAIN_LINE.fullmatch(text)
+        head = text.lstrip()[:1]
+        if plain is not None and plain.group(2) and head and head not in _COMMAND_INITIALS:
+            yield Statement(plain.group(1).strip(), 1)
+            return
     ctx = _Context(location)
     own = problems is None
     ctx.problems = [] if own else problems  # type: ignore[assignment]
