@@ -1436,19 +1436,15 @@ class _Applier:
         except pymysql.err.MySQLError as exc:
             self._lost(body[0], exc)
         for key, run in runs.items():
-            before = saved[key]
-            for name in (
-                "completed",
-                "committed",
-                "open_since",
-                "tail_read_only",
-                "last",
-                "status",
-                "done_status",
-                "own_in_transaction",
-                "dirty",
-            ):
-                setattr(run, name, getattr(before, name))
+            for name, value in zip(_RUN_STATE, saved[key], strict=True):
+                setattr(run, name, value)
+        if self.bulk:  # whole migrations: back to the queue, one at a time
+            for run in self.bulk:
+                self.active.remove(run)
+                run.no_transaction, run.started = True, False
+            self.runs.extendleft(reversed(self.bulk))
+            self.bulk = []
+            return
         self.pending.extendleft(reversed(body))
         self.one_at_a_time = len(body)
         log.info("a transaction of %d statement(s) failed; sending them one at a time", len(body))
