@@ -194,7 +194,7 @@ def record_engine_packets(server: MariaDBServer, files: Path) -> list[str]:
     it asks of the server, replayed below without the engine around it."""
     database = server.create_database("record")
     sent: list[str] = []
-    execute = pymysql.connections.Connection._execute_command
+    execute = pymysql.connections.Connection._execute_command  # type: ignore[attr-defined]
 
     def recording(conn: pymysql.connections.Connection, command: int, sql: str | bytes) -> None:
         if command == 3:  # COM_QUERY

@@ -265,8 +265,8 @@ def load_migrations(location: str | os.PathLike[str]) -> MigrationSet:
         except OSError as exc:
             problems.append(f"{name}: cannot read: {exc.strerror or exc}")
             continue
-        if version is not None:
-            key = version_key(version)
+        key = version_key(version) if version is not None else None
+        if key is not None:
             if key in seen_versions:
                 problems.append(
                     f"{name}: duplicate version {version} (also used by {seen_versions[key]})"
@@ -283,8 +283,8 @@ def load_migrations(location: str | os.PathLike[str]) -> MigrationSet:
             data=data,
             sources=sources,
         )
-        if version is not None:
-            migration.__dict__["version_key"] = key  # (the cached_property, computed once)
+        if key is not None:  # (the cached_property, computed once)
+            migration.__dict__["version_key"] = key
         migrations.append(migration)
     if problems:
         raise ConfigurationError(problems, f"{directory}: migration files are not usable")

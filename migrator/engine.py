@@ -12,7 +12,6 @@ See docs/migrations.md for the contract.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import logging
 import re
@@ -578,8 +577,15 @@ class _Part:
 
 # What a packet changes in a _Run, saved to be put back if its transaction rolls back.
 _RUN_STATE = (
-    "completed", "committed", "open_since", "tail_read_only", "last", "status", "done_status",
-    "own_in_transaction", "dirty",
+    "completed",
+    "committed",
+    "open_since",
+    "tail_read_only",
+    "last",
+    "status",
+    "done_status",
+    "own_in_transaction",
+    "dirty",
 )
 
 
@@ -718,7 +724,8 @@ _LOCK_HEAD = re.compile(r"\s*LOCK\s+TABLES?\b", re.I)
 
 def _locking_history(stmt: Statement, table: str) -> bytes:
     """LOCK TABLES with the history table added (WRITE): a session holding table locks can
-    use no other table, and the engine writes history in the script's session."""
+    use no other table (https://dev.mysql.com/doc/refman/8.4/en/lock-tables.html, the same
+    on MariaDB), and the engine writes history in the script's session."""
     sql = stmt.payload.rstrip()
     locked = b", " + table.encode() + b" WRITE"
     if _LOCK_HEAD.match(stmt.sql):
@@ -1223,9 +1230,12 @@ class _Applier:
         same as _build and _in_transaction would send, without their per-part work."""
         if self.one_at_a_time or not self.runs:
             return None
-        status = self._work().server_status
-        if self.locked or self.current_db is None or not status & wire.AUTOCOMMIT or (
-            status & wire.IN_TRANS
+        status = wire.status(self._work())
+        if (
+            self.locked
+            or self.current_db is None
+            or not status & wire.AUTOCOMMIT
+            or (status & wire.IN_TRANS)
         ):
             return None
         group: list[_Run] = []
@@ -1255,7 +1265,9 @@ class _Applier:
                 parts.append(_Part(_STMT, None, run, index, stmt, effect))
             else:
                 added = sum(p.size + 1 for p in parts)
-                if group and (size + added > self.cap or len(statements) + len(parts) > _PACKET_PARTS):
+                if group and (
+                    size + added > self.cap or len(statements) + len(parts) > _PACKET_PARTS
+                ):
                     break
                 self.runs.popleft()
                 group.append(run)
@@ -1274,7 +1286,8 @@ class _Applier:
         self.active.extend(group)
         self.bulk = group
         self.wrapped = statements
-        return head + [
+        return [
+            *head,
             _Part(_TXN, b"START TRANSACTION"),
             *statements,
             _Part(_TXN, self.history.applied_sql(rows).encode(), finishes=group),
@@ -1308,7 +1321,7 @@ class _Applier:
             return False
         if part.run is not None and part.run.no_transaction:
             return False
-        status = self.work.server_status if self.work is not None else 0
+        status = wire.status(self.work)
         if not status & wire.AUTOCOMMIT or status & wire.IN_TRANS:
             return False
         key = (effect.table[0] or self.current_db, effect.table[1])
@@ -1551,7 +1564,9 @@ class _Applier:
 
     def _rows_changed_by_the_script(self, run: _Run) -> int | None:
         """Rows the open transaction changed, the engine's own history writes in it left
-        out; None if the server does not say (INNODB_TRX needs the PROCESS privilege)."""
+        out; None if the server does not say (INNODB_TRX needs the PROCESS privilege:
+        https://dev.mysql.com/doc/refman/8.4/en/information-schema-innodb-trx-table.html;
+        RDS's master user has it)."""
         work = self._work()
         try:
             with work.cursor() as cur:
@@ -1614,7 +1629,7 @@ class _Applier:
         except pymysql.err.MySQLError as final:
             exc = final
         else:
-            self._completed(part, self.work.server_status if self.work else 0)
+            self._completed(part, wire.status(self.work))
             self.pending.extendleft(reversed(rest))
             return
         m = run.step.migration
@@ -1638,7 +1653,7 @@ class _Applier:
             raise StatementFailed(
                 m.script, number, stmt.line, code, message, note, file=stmt.file
             ) from None
-        in_transaction = bool((self.work.server_status if self.work else 0) & wire.IN_TRANS)
+        in_transaction = bool(wire.status(self.work) & wire.IN_TRANS)
         done = run.committed if in_transaction and run.committed < part.index else part.index
         self._reset()  # rolls back what the script's open transaction did
         self._record(run, done, f"statement {number} ({stmt.where}): error {code}: {message}")
@@ -1671,7 +1686,7 @@ class _Applier:
                 f"{m.script}: cannot record its start in history: {_server_error(exc)}"
             ) from None
         last = run.last
-        in_transaction = bool((self.work.server_status if self.work else 0) & wire.IN_TRANS)
+        in_transaction = bool(wire.status(self.work) & wire.IN_TRANS)
         done = run.committed if in_transaction else run.completed
         self._reset()
         where = _numbered(last.where, run.completed) if last is not None else "the start"
@@ -1694,7 +1709,7 @@ class _Applier:
         work = self._work()
         while True:
             code = error.args[0] if error.args else 0
-            in_trans = bool(work.server_status & wire.IN_TRANS)
+            in_trans = bool(wire.status(work) & wire.IN_TRANS)
             retriable = code == ER_LOCK_WAIT_TIMEOUT or (code == ER_LOCK_DEADLOCK and not in_trans)
             if not retriable or attempt > self.options.statement_retries:
                 error.attempts = attempt  # type: ignore[attr-defined]

@@ -51,10 +51,10 @@ CREATE TABLE IF NOT EXISTS {table} (
   state VARCHAR(20) NOT NULL COMMENT 'in_progress | failed | success',
   statements_total INT NOT NULL,
   statements_done INT NOT NULL DEFAULT 0,
-  statement_checksums MEDIUMTEXT NOT NULL COMMENT 'rows before statements_digest: sha256 of each statement',
+  statement_checksums MEDIUMTEXT NOT NULL COMMENT 'older rows: sha256 of each statement',
   error TEXT NULL,
   statements_digest CHAR(64) NULL COMMENT 'sha256 over statements 1..statements_done (failed rows)',
-  in_flight VARCHAR(20) NULL COMMENT 'transaction: the statements after statements_done run in transactions',
+  in_flight VARCHAR(20) NULL COMMENT 'transaction: what runs after statements_done rolls back',
   KEY idx_schema_history_script (script)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
 """
@@ -64,7 +64,7 @@ ADD_COLUMNS = (
     "ALTER TABLE {table} ADD COLUMN statements_digest CHAR(64) NULL "
     "COMMENT 'sha256 over statements 1..statements_done (failed rows)', "
     "ADD COLUMN in_flight VARCHAR(20) NULL "
-    "COMMENT 'transaction: the statements after statements_done run in transactions'"
+    "COMMENT 'transaction: what runs after statements_done rolls back'"
 )
 TRANSACTION = "transaction"  # in_flight: a lost session's work was rolled back
 

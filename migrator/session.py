@@ -27,7 +27,7 @@ class Server:
     def from_banner(cls, banner: str) -> Server:
         """From the handshake's version string ('10.11.19-MariaDB-0+deb12u1', '8.4.3')."""
         numbers = [int(n) for n in re.findall(r"\d+", banner.split("-", 1)[0])[:3]]
-        major, minor, patch = (numbers + [0, 0, 0])[:3]
+        major, minor, patch = ([*numbers, 0, 0, 0])[:3]
         return cls(mariadb="mariadb" in banner.lower(), version=major * 10000 + minor * 100 + patch)
 
 
@@ -73,23 +73,117 @@ _SET_TARGET = re.compile(
 # Functions whose result depends only on their arguments (and the session, replayed in
 # order): a SET using only these is re-created exactly by running it again.
 _FAITHFUL_FUNCTIONS = frozenset(
-    """IF IFNULL COALESCE NULLIF CONCAT CONCAT_WS REPLACE LOWER UPPER LCASE UCASE TRIM LTRIM
-    RTRIM SUBSTRING SUBSTR LEFT RIGHT LENGTH CHAR_LENGTH CAST CONVERT GREATEST LEAST ABS ROUND
-    FLOOR CEIL CEILING MOD CHAR HEX UNHEX LPAD RPAD REPEAT FIND_IN_SET INSTR LOCATE FORMAT
-    DATABASE SCHEMA USER CURRENT_USER SESSION_USER SYSTEM_USER VERSION CHARSET COLLATION
-    ISNULL STRCMP SPACE REVERSE ELT FIELD""".split()
+    [
+        "IF",
+        "IFNULL",
+        "COALESCE",
+        "NULLIF",
+        "CONCAT",
+        "CONCAT_WS",
+        "REPLACE",
+        "LOWER",
+        "UPPER",
+        "LCASE",
+        "UCASE",
+        "TRIM",
+        "LTRIM",
+        "RTRIM",
+        "SUBSTRING",
+        "SUBSTR",
+        "LEFT",
+        "RIGHT",
+        "LENGTH",
+        "CHAR_LENGTH",
+        "CAST",
+        "CONVERT",
+        "GREATEST",
+        "LEAST",
+        "ABS",
+        "ROUND",
+        "FLOOR",
+        "CEIL",
+        "CEILING",
+        "MOD",
+        "CHAR",
+        "HEX",
+        "UNHEX",
+        "LPAD",
+        "RPAD",
+        "REPEAT",
+        "FIND_IN_SET",
+        "INSTR",
+        "LOCATE",
+        "FORMAT",
+        "DATABASE",
+        "SCHEMA",
+        "USER",
+        "CURRENT_USER",
+        "SESSION_USER",
+        "SYSTEM_USER",
+        "VERSION",
+        "CHARSET",
+        "COLLATION",
+        "ISNULL",
+        "STRCMP",
+        "SPACE",
+        "REVERSE",
+        "ELT",
+        "FIELD",
+    ]
 )
 _NEUTRAL = frozenset(
-    "ALTER ANALYZE COMMENT CREATE DELETE DROP GRANT INSERT OPTIMIZE RENAME REPLACE REVOKE "
-    "TRUNCATE UPDATE".split()
+    [
+        "ALTER",
+        "ANALYZE",
+        "COMMENT",
+        "CREATE",
+        "DELETE",
+        "DROP",
+        "GRANT",
+        "INSERT",
+        "OPTIMIZE",
+        "RENAME",
+        "REPLACE",
+        "REVOKE",
+        "TRUNCATE",
+        "UPDATE",
+    ]
 )
-_READ_ONLY = frozenset("SELECT SHOW SET DO USE DESCRIBE DESC EXPLAIN HELP".split())
+_READ_ONLY = frozenset(
+    ["SELECT", "SHOW", "SET", "DO", "USE", "DESCRIBE", "DESC", "EXPLAIN", "HELP"]
+)
 # Statements that return exactly one result, so whatever follows one in a packet can be told
 # apart from it (a CALL, an EXECUTE, a custom-delimiter block may return several).
 _SINGLE_RESULT = frozenset(
-    "ALTER ANALYZE COMMIT CREATE DELETE DO DROP GRANT INSERT LOCK OPTIMIZE RENAME REPLACE "
-    "REVOKE ROLLBACK SAVEPOINT SELECT SET START TRUNCATE UNLOCK UPDATE USE BEGIN PREPARE "
-    "DEALLOCATE SHOW".split()
+    [
+        "ALTER",
+        "ANALYZE",
+        "COMMIT",
+        "CREATE",
+        "DELETE",
+        "DO",
+        "DROP",
+        "GRANT",
+        "INSERT",
+        "LOCK",
+        "OPTIMIZE",
+        "RENAME",
+        "REPLACE",
+        "REVOKE",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "SELECT",
+        "SET",
+        "START",
+        "TRUNCATE",
+        "UNLOCK",
+        "UPDATE",
+        "USE",
+        "BEGIN",
+        "PREPARE",
+        "DEALLOCATE",
+        "SHOW",
+    ]
 )
 
 
@@ -222,7 +316,7 @@ def analyse(stmt: Statement, server: Server = DEFAULT_SERVER, detail: bool = Fal
         effect.lock, effect.replay, effect.touches_session = "lock", True, True
     elif keyword == "UNLOCK" and second in ("TABLE", "TABLES"):
         effect.lock, effect.touches_session = "unlock", True
-    elif keyword == "START" and second == "TRANSACTION" or keyword == "BEGIN" and len(words) <= 2:
+    elif (keyword, second) == ("START", "TRANSACTION") or (keyword == "BEGIN" and len(words) <= 2):
         effect.lock = "unlock"  # starting a transaction releases table locks
     if keyword == "USE":
         effect.replay = effect.touches_session = True

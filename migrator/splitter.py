@@ -492,7 +492,7 @@ class _FileScanner:
                 # the next thing the line rules must see (the delimiter, a comment, a
                 # backslash, a string that goes on past this block).
                 match = _BODY.match(data, pos)
-                stop = match.end()
+                stop = match.end() if match is not None else pos  # (it matches: `*+`)
                 if stop > pos:
                     glued = _GLUED_DELIMITER.search(data, pos, stop)
                     if glued is not None:  # a DELIMITER line inside the statement

@@ -9,7 +9,11 @@ requirements.txt; these use its packet reader and command writer).
 - `reset` is COM_RESET_CONNECTION (MariaDB >= 10.2.4, MySQL >= 5.7.3): the session starts
   over (transaction rolled back, table and named locks released, temporary tables dropped,
   session and user variables and character set back to the defaults) without a new login.
-  MariaDB keeps the current database; MySQL does too. pymysql has no helper for it.
+  https://dev.mysql.com/doc/c-api/8.0/en/mysql-reset-connection.html (it releases GET_LOCK
+  locks: the migration lock lives on another connection);
+  https://mariadb.com/docs/connectors/mariadb-connector-c/api-functions/mysql_reset_connection
+  (MariaDB 10.11 releases them too, checked; it keeps the current database). pymysql has no
+  helper for it.
 """
 
 from __future__ import annotations
@@ -22,13 +26,20 @@ AUTOCOMMIT = 0x0002
 MORE_RESULTS = 0x0008
 # Set in an OK packet when the statement changed session state the server tracks: user or
 # system variables, the current database, temporary tables, prepared statements (needs the
-# CLIENT_SESSION_TRACK capability and session_track_state_change=ON).
+# CLIENT_SESSION_TRACK capability and session_track_state_change=ON, both servers:
+# https://dev.mysql.com/doc/refman/8.4/en/session-state-tracking.html). LOCK TABLES is not
+# tracked: the engine follows it from the statements.
 SESSION_STATE_CHANGED = 0x4000
 COM_RESET_CONNECTION = 0x1F
 
 
 def send(conn: pymysql.connections.Connection, payload: bytes) -> None:
-    conn._execute_command(COMMAND.COM_QUERY, payload)
+    conn._execute_command(COMMAND.COM_QUERY, payload)  # type: ignore[attr-defined]
+
+
+def status(conn: pymysql.connections.Connection | None) -> int:
+    """The server status flags after the last result read (0 without a connection)."""
+    return int(getattr(conn, "server_status", 0) or 0)
 
 
 def _lenenc_end(data: bytes, pos: int) -> int:
@@ -81,7 +92,7 @@ def read_result(conn: pymysql.connections.Connection) -> int:
                 data = packet._data  # type: ignore[attr-defined]
                 status = data[3] | data[4] << 8
                 break
-    conn.server_status = status
+    conn.server_status = status  # type: ignore[attr-defined]
     return status
 
 
@@ -94,5 +105,5 @@ def drain(conn: pymysql.connections.Connection) -> int:
 
 
 def reset(conn: pymysql.connections.Connection) -> None:
-    conn._execute_command(COM_RESET_CONNECTION, b"")
-    conn._read_ok_packet()
+    conn._execute_command(COM_RESET_CONNECTION, b"")  # type: ignore[attr-defined]
+    conn._read_ok_packet()  # type: ignore[attr-defined]

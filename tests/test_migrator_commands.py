@@ -161,7 +161,10 @@ def test_the_default_character_set_option_reads_files_as_the_clients_option_does
 ) -> None:
     # No SET NAMES in the file: what the bytes mean is the session's character set, given by
     # the client's --default-character-set and the engine's default_charset.
-    raw = "CREATE TABLE words (w VARCHAR(20)) DEFAULT CHARSET=utf8mb4;\nINSERT INTO words VALUES ('Ærø');\n"
+    raw = (
+        "CREATE TABLE words (w VARCHAR(20)) DEFAULT CHARSET=utf8mb4;\n"
+        "INSERT INTO words VALUES ('Ærø');\n"
+    )
     location = _write(tmp_path, {"V1__plain.sql": raw.encode("latin1")})
     client_db, engine_db = mariadb.create_database(), mariadb.create_database()
     apply_with_client(mariadb, client_db, location, charset="latin1")

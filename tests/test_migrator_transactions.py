@@ -11,7 +11,6 @@ from pathlib import Path
 import pymysql
 import pytest
 from migrator_support import (
-    apply_with_client,
     history,
     migrator_for,
     query,
@@ -154,7 +153,9 @@ def test_a_failure_inside_a_transaction_is_recorded_as_the_client_leaves_it(
     files = {
         "V1__t.sql": "CREATE TABLE t (x INT PRIMARY KEY);\nSET @a = 1;\n",
         "V2__ok.sql": "INSERT INTO t VALUES (1);\n",
-        "V3__dup.sql": "INSERT INTO t VALUES (2);\nINSERT INTO t VALUES (1);\nINSERT INTO t VALUES (3);\n",
+        "V3__dup.sql": (
+            "INSERT INTO t VALUES (2);\nINSERT INTO t VALUES (1);\nINSERT INTO t VALUES (3);\n"
+        ),
     }
     location = write_migrations(tmp_path, files)
     engine_db = mariadb.create_database()
