@@ -185,8 +185,17 @@ def run_engine_cli(server: MariaDBServer, database: str, files: Path) -> None:
         ],
         check=True,
         stdout=subprocess.DEVNULL,
-        env=dict(os.environ, APPDB_MIGRATE_DSN=server.dsn(database)),
+        env=cli_env(server, database),
     )
+
+
+def cli_env(server: MariaDBServer, database: str) -> dict[str, str]:
+    """The CLI's environment. Python caches compiled modules, as on any machine that runs
+    the CLI twice; PYTHONDONTWRITEBYTECODE=1 (set in some sandboxes) would recompile the
+    engine on every run (~0.1 s), so it is dropped."""
+    env = dict(os.environ, APPDB_MIGRATE_DSN=server.dsn(database))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def record_engine_packets(server: MariaDBServer, files: Path) -> list[str]:

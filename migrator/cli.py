@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import getpass
 import logging
 import os
 import sys
 import time
-import traceback
-import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -128,6 +125,8 @@ def _import_driver(tls: bool) -> None:
 def _password(args: argparse.Namespace) -> str | None:
     """The password when the DSN has none: $APPDB_MIGRATE_PASSWORD, or typed at a prompt."""
     if args.ask_password:
+        import getpass
+
         try:
             return getpass.getpass("password: ", stream=sys.stderr)
         except EOFError:
@@ -179,6 +178,8 @@ def _settings(args: argparse.Namespace) -> tuple[ConnectionSettings, str | None]
 
 def _width(text: str) -> int:
     """Columns `text` takes in a terminal (wide East Asian characters take two)."""
+    import unicodedata
+
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
@@ -351,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except Exception as exc:  # a bug: one line (the traceback with -v), never a secret
         if args.verbose:
+            import traceback
+
             traceback.print_exc()
         print(f"error: unexpected {type(exc).__name__} (run with -v for details)", file=sys.stderr)
         return 1

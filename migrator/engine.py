@@ -449,23 +449,7 @@ def assess(
                     f"`{REPAIR_COMMAND} --restart`"
                 )
                 continue
-            scan = _scan(m, a.file_problems, server, upto=row.statements_done)
-            if scan is None:
-                continue
-            if scan.refusal:
-                a.problems.append(scan.refusal)
-                continue
-            a.steps.append(
-                Step(
-                    m,
-                    scan.total,
-                    start=row.statements_done,
-                    row=row,
-                    cached=scan.cached,
-                    effects=scan.effects,
-                    replay=scan.replay,
-                )
-            )
+            _resume(a, m, row, server, check=None)
             continue
         if row.state == IN_PROGRESS:
             info.state = "interrupted"
@@ -474,33 +458,7 @@ def assess(
         # A failed migration: resume at the failed statement if the completed ones are intact.
         info.state = "failed"
         info.note = (row.error or "")[:200]
-        done = row.statements_done
-        scan = _scan(m, a.file_problems, server, upto=done)
-        if scan is None:
-            continue
-        if scan.total < done or not _completed_unchanged(row, scan):
-            a.problems.append(
-                f"{m.script}: cannot resume: it failed at statement {done + 1} after statements "
-                f"1..{done} completed, but they have changed since they ran (a change beyond "
-                "comments and layout, or statements removed). Only the failed statement and "
-                "later ones may change: put the completed statements back as they were, or "
-                f"undo their effects by hand and run `{REPAIR_COMMAND} --restart`"
-            )
-            continue
-        if scan.refusal:
-            a.problems.append(scan.refusal)
-            continue
-        a.steps.append(
-            Step(
-                m,
-                scan.total,
-                start=done,
-                row=row,
-                cached=scan.cached,
-                effects=scan.effects,
-                replay=scan.replay,
-            )
-        )
+        _resume(a, m, row, server, check=_completed_unchanged)
 
     files = migrations.by_script
     for script, row in latest.items():
@@ -532,6 +490,44 @@ def assess(
                 f"effects by hand and run `{REPAIR_COMMAND} --restart`"
             )
     return a
+
+
+def _resume(
+    a: Assessment,
+    m: Migration,
+    row: HistoryRow,
+    server: Server,
+    check: Callable[[HistoryRow, _Scan], bool] | None,
+) -> None:
+    """A step resuming `m` after statement `row.statements_done`, or the problem that stops
+    it: completed statements changed (`check`), or session state that cannot be made again."""
+    done = row.statements_done
+    scan = _scan(m, a.file_problems, server, upto=done)
+    if scan is None:
+        return
+    if check is not None and (scan.total < done or not check(row, scan)):
+        a.problems.append(
+            f"{m.script}: cannot resume: it failed at statement {done + 1} after statements "
+            f"1..{done} completed, but they have changed since they ran (a change beyond "
+            "comments and layout, or statements removed). Only the failed statement and "
+            "later ones may change: put the completed statements back as they were, or "
+            f"undo their effects by hand and run `{REPAIR_COMMAND} --restart`"
+        )
+        return
+    if scan.refusal:
+        a.problems.append(scan.refusal)
+        return
+    a.steps.append(
+        Step(
+            m,
+            scan.total,
+            start=done,
+            row=row,
+            cached=scan.cached,
+            effects=scan.effects,
+            replay=scan.replay,
+        )
+    )
 
 
 def _completed_unchanged(row: HistoryRow, scan: _Scan) -> bool:
