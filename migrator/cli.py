@@ -203,7 +203,10 @@ def _one_line(text: str, limit: int = 60) -> str:
 
 def print_plan(steps: list[Step], target: str) -> None:
     """The statements `migrate` would run, numbered, each with where it comes from (and the
-    client command it stands for). All plan output goes through here."""
+    client command it stands for). All plan output goes through here; what it shows has
+    passwords masked, never what is run."""
+    from migrator.masking import mask_passwords
+
     if not steps:
         print(f"{target}: nothing to apply")
     for step in steps:
@@ -211,14 +214,15 @@ def print_plan(steps: list[Step], target: str) -> None:
         print(f"-- {step.migration.script}{start}")
         for stmt in step.replay:
             print(f"-- (re-run first, for the session state it set up) {stmt.where}")
-            print(stmt.text + ";")
+            print(mask_passwords(stmt.text) + ";")
         numbered = enumerate(step.iter_statements(), start=1)
         for number, stmt in numbered:
             if number <= step.start:
                 continue
             command = f" (client command `{stmt.command}`)" if stmt.command else ""
             print(f"-- [{number}] {stmt.where}{command}")
-            print(stmt.text + ";" if "\n" not in stmt.text else stmt.text + "\n;")
+            sql = mask_passwords(stmt.text)
+            print(sql + ";" if "\n" not in sql else sql + "\n;")
 
 
 class _ProgressPrinter:
@@ -260,7 +264,6 @@ def run(args: argparse.Namespace) -> int:
     _import_driver(tls=not args.insecure_no_tls)
     from migrator.discovery import load_migrations
     from migrator.engine import MigrationOptions, Migrator
-    from migrator.masking import mask_passwords
     from migrator.snapshot import SnapshotSettings
 
     migrations = load_migrations(args.locations)

@@ -101,6 +101,13 @@ class MigrationOptions:
     # --default-character-set): what the bytes of a file that sets none mean.
     default_charset: str = "utf8mb4"
     progress: Callable[[Progress], None] | None = None
+    # A time.monotonic() value after which the run sends no new packet, so starts no new
+    # migration and no new part of one (the in-VPC function's soft deadline, vpcrunner). Each
+    # run sends at least one packet, so repeated runs always progress. A stop inside a
+    # migration is recorded as a failed migration is (statements_done, their digest), so the
+    # next run resumes it there, in the session state its completed statements set up;
+    # MigrateResult.stopped says where. (It stops only outside a script's own transaction.)
+    stop_after: float | None = None
 
 
 @dataclass
@@ -121,11 +128,6 @@ class Stopped:
     script: str
     statement: int
     statements_total: int
-
-
-class _Paused(Exception):
-    def __init__(self, stopped: Stopped):
-        self.stopped = stopped
 
 
 @dataclass
@@ -1046,6 +1048,7 @@ class _Applier:
         self.one_at_a_time = 0  # parts to send without a transaction (after one rolled back)
         self.wrapped: list[_Part] | None = None  # the packet being sent, if in a transaction
         self.bulk: list[_Run] = []  # the migrations of a _bulk packet being sent
+        self.packets = 0  # sent in this run (see MigrationOptions.stop_after)
 
     # -- the work session ---------------------------------------------------------------
     def _work(self) -> pymysql.connections.Connection:
@@ -1135,6 +1138,8 @@ class _Applier:
 
     def run(self) -> None:
         while self.runs or self.active or self.pending:
+            if self.packets and self._out_of_time() and self._stop():
+                return
             packet = self._bulk() if not self.active and not self.pending else None
             if packet is None:
                 if not self.active and not self.pending:
@@ -1144,6 +1149,8 @@ class _Applier:
                 packet = self._build()
             if not packet:
                 continue
+            # (A packet of history writes alone is no progress: it does not count.)
+            self.packets += any(p.kind in (_STMT, _DONE) or p.finishes for p in packet)
             self._send(packet)
             self._after_packet()
 
@@ -1289,6 +1296,37 @@ class _Applier:
             _Part(_TXN, self.history.applied_sql(rows).encode(), finishes=group),
             _Part(_TXN, b"COMMIT"),
         ]
+
+    def _out_of_time(self) -> bool:
+        stop_after = self.options.stop_after
+        return stop_after is not None and time.monotonic() >= stop_after
+
+    def _stop(self) -> bool:
+        """Stop at `stop_after`, between two packets: before the next migration, or inside
+        one (recorded as a failure is, so the next run resumes there) unless the script's
+        own transaction is open. Returns whether it stopped."""
+        if not self.active:
+            step = self.runs[0].step
+            self.result.stopped = Stopped(step.migration.script, step.start + 1, step.total)
+            return True
+        if wire.status(self.work) & wire.IN_TRANS:
+            return False  # not inside the script's transaction: go on to its end
+        run = self.active[0]
+        step, done = run.step, run.completed
+        if done == step.total:
+            return False  # only its success write is left to send
+        self._reset()  # (its session state is re-created when it resumes)
+        self._record(
+            run,
+            done,
+            f"paused before statement {done + 1} of {step.total}: the run reached its "
+            "deadline (not an error; the next migrate resumes here)",
+        )
+        log.info(
+            "%s: paused before statement %d of %d", step.migration.script, done + 1, step.total
+        )
+        self.result.stopped = Stopped(step.migration.script, done + 1, step.total)
+        return True
 
     def _follow(self, part: _Part) -> None:
         """What a statement sent does to the session, as far as _transactional needs it."""

@@ -250,3 +250,28 @@ def test_resume_is_refused_when_a_lost_session_value_is_still_needed(
     migrator_for(mariadb, database, location).repair("restart")
     migrator_for(mariadb, database, location).migrate()
     assert query(mariadb, database, "SELECT n FROM b") == [(2,)]
+
+
+def test_a_run_stopped_at_its_deadline_resumes_in_the_session_it_had(
+    mariadb: MariaDBServer, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # stop_after (the in-VPC function's deadline) stops between packets, here one statement
+    # each; every next run resumes with the USE and SET before its resume point run again.
+    from migrator import engine
+
+    other = mariadb.create_database("deadline_other")
+    monkeypatch.setattr(engine, "_PACKET_BYTES", 1)
+    script = (
+        f"USE `{other}`;\nSET @x = 5;\nCREATE TABLE a (x INT);\nINSERT INTO a VALUES (@x);\n"
+        "INSERT INTO a VALUES (@x + 1);\n"
+    )
+    location = write_migrations(tmp_path, {"V1__slow.sql": script})
+    stops = []
+    for _ in range(20):
+        result = migrator_for(mariadb, database, location, stop_after=0.0).migrate()
+        if result.stopped is None:
+            break
+        stops.append(result.stopped.statement)
+    assert len(stops) >= 3 and stops == sorted(stops)
+    assert query(mariadb, other, "SELECT x FROM a ORDER BY x") == [(5,), (6,)]
+    assert history(mariadb, database) == [("V1__slow.sql", "success", 1, 5)]
