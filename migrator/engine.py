@@ -959,6 +959,12 @@ class Migrator:
 
     def _resolve(self, history: History, row: HistoryRow, m: Migration | None, action: str) -> str:
         number = row.statements_done + 1
+        if action == "mark-done" and row.in_flight == TRANSACTION:
+            raise MigrationError(
+                f"{row.script}: statement {number} ran in a transaction that was rolled back "
+                "when its session was lost: it did not take effect, so there is nothing to mark "
+                "done (the next migrate resumes at it by itself)"
+            )
         done = number if action == "mark-done" else row.statements_done
         if m is None:
             raise MigrationError(

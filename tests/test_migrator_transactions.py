@@ -138,6 +138,8 @@ def test_a_migration_in_progress_lost_inside_a_transaction_resumes_where_it_was(
     committed = query(mariadb, database, "SELECT COUNT(*) FROM t")[0][0]
     assert 1 + committed == done  # the CREATE and every committed INSERT, none in doubt
     assert [r.state for r in migrator_for(mariadb, database, location).info()] == ["failed"]
+    with pytest.raises(MigrationError, match="nothing to mark done"):
+        migrator_for(mariadb, database, location).repair("mark-done")
     result = migrator_for(mariadb, database, location).migrate()
     assert result.applied == ["V1__long.sql"]
     assert query(mariadb, database, "SELECT x FROM t ORDER BY x") == [
