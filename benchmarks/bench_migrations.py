@@ -487,7 +487,7 @@ def main() -> int:
         checks += report(scale_rows, scale_extra)
         print(f"load average at the end: {_loadavg()}")
     for name, passed, figure, other in checks:
-        print(f"  {'PASS' if passed else 'FAIL'}  {name:<60} {figure:>10}   {other}")
+        print(f"  {'PASS' if passed else 'FAIL'}  {name:<68} {figure:>10}   {other}")
     return 0 if all(passed for _, passed, _, _ in checks) else 1
 
 
@@ -505,7 +505,7 @@ def scale_only(args: argparse.Namespace) -> int:
     print(f"load average before / after: {load_before} / {_loadavg()}")
     print()
     for name, passed, figure, other in checks:
-        print(f"  {'PASS' if passed else 'FAIL'}  {name:<60} {figure:>10}   {other}")
+        print(f"  {'PASS' if passed else 'FAIL'}  {name:<68} {figure:>10}   {other}")
     return 0 if all(passed for _, passed, _, _ in checks) else 1
 
 
