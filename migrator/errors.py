@@ -50,16 +50,17 @@ class StatementFailed(MigrationError):
         error_code: int,
         error_message: str,
         note: str = "",
+        file: str | None = None,
     ):
         self.script = script
         self.statement_number = statement_number
         self.line = line
+        self.file = file  # the sourced file the statement is in; None: the migration's own
         self.error_code = error_code
         self.error_message = error_message
-        message = (
-            f"{script}: statement {statement_number} (line {line}) failed: "
-            f"server error {error_code}: {error_message}"
-        )
+        where = f"{file} line {line}" if file else f"line {line}"
+        reason = f"server error {error_code}: {error_message}" if error_code else error_message
+        message = f"{script}: statement {statement_number} ({where}) failed: {reason}"
         if note:
             message += f" ({note})"
         super().__init__(message)

@@ -63,3 +63,31 @@ def release(conn: pymysql.connections.Connection, name: str) -> None:
     with conn.cursor() as cur:
         cur.execute("SELECT RELEASE_LOCK(%s)", (name,))
         cur.fetchall()
+
+
+def work_lock_name(name: str) -> str:
+    """The lock the session that runs the statements holds: `name` belongs to the run's
+    control connection, which resets its working session between migrations (a reset frees
+    the session's named locks on MySQL and MariaDB alike)."""
+    work = f"{name}.work"
+    if len(work) > MAX_LOCK_NAME:
+        work = "appdb_migrator.w." + hashlib.sha256(name.encode()).hexdigest()[:40]
+    return work
+
+
+def wait_for_work(conn: pymysql.connections.Connection, name: str, wait_seconds: float) -> None:
+    """Wait until no session holds the work lock `name`, then leave it free: a previous run's
+    session may still be finishing the statements it was sent when its migrator died (the
+    server runs them to the end), and history is only final once it has."""
+    with conn.cursor() as cur:
+        # One statement: taken (after any wait) and given back at once.
+        cur.execute("SELECT GET_LOCK(%s, %s) AND RELEASE_LOCK(%s)", (name, wait_seconds, name))
+        row = cur.fetchone()
+        if row and row[0] == 1:
+            return
+    holder = describe_holder(conn, name)
+    raise LockTimeoutError(
+        f"the session of an earlier run is still applying statements it was sent (lock "
+        f"{name!r}): {holder}; gave up after waiting {wait_seconds:g}s. It finishes what it "
+        f"was sent, then frees the lock; to stop it, KILL that session"
+    )

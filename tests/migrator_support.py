@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,145 @@ def tables(server: MariaDBServer, database: str) -> set[str]:
             (database,),
         )
     }
+
+
+# -- the `mariadb` client as the peer, and what both leave behind ------------------------------
+
+CLIENT = shutil.which("mariadb") or shutil.which("mysql") or "mariadb"
+DUMP = shutil.which("mariadb-dump") or shutil.which("mysqldump") or "mariadb-dump"
+
+
+def _client_args(server: MariaDBServer) -> list[str]:
+    return [
+        "--no-defaults",
+        f"--host={server.host}",
+        f"--port={server.port}",
+        f"--user={server.admin_user}",
+        f"--ssl-ca={server.ca_path}",
+    ]
+
+
+def run_client(
+    server: MariaDBServer,
+    database: str,
+    script: Path,
+    *,
+    charset: str = "utf8mb4",
+    cwd: Path | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    """`mariadb <database> < script` in its own session (as an operator applies a file), run
+    from `cwd` (default: the script's folder, so `source` finds what the engine finds)."""
+    with script.open("rb") as stdin:
+        result = subprocess.run(
+            [
+                CLIENT,
+                *_client_args(server),
+                "--ssl-verify-server-cert",
+                f"--default-character-set={charset}",
+                database,
+            ],
+            stdin=stdin,
+            capture_output=True,
+            cwd=cwd or script.parent,
+            env=dict(os.environ, MYSQL_PWD=server.admin_password),
+            timeout=120,
+        )
+    if check and result.returncode != 0:
+        raise AssertionError(f"mariadb client failed on {script.name}: {result.stderr!r}")
+    return result
+
+
+def ordered_scripts(location: Path) -> list[Path]:
+    """The migration files of a folder in the engine's order (versioned, then repeatable),
+    without reading them: the client's side of a comparison."""
+    from migrator.discovery import parse_name, version_key
+
+    named = [(parse_name(p.name), p) for p in location.iterdir() if p.suffix == ".sql"]
+    versioned = sorted(
+        ((version_key(n[1]), p) for n, p in named if n and n[1] is not None), key=lambda x: x[0]
+    )
+    repeatable = sorted(p for n, p in named if n and n[1] is None)
+    return [p for _, p in versioned] + repeatable
+
+
+def apply_with_client(
+    server: MariaDBServer, database: str, location: Path, *, charset: str = "utf8mb4"
+) -> None:
+    """Every migration file with the client, each in a session of its own, from the folder."""
+    for script in ordered_scripts(location):
+        run_client(server, database, script, charset=charset, cwd=location)
+
+
+def dump(server: MariaDBServer, database: str, *options: str) -> bytes:
+    """`mariadb-dump` of `database` with `options` (the file a project would ship)."""
+    return subprocess.run(
+        [DUMP, *_client_args(server), *options, database],
+        capture_output=True,
+        check=True,
+        env=dict(os.environ, MYSQL_PWD=server.admin_password),
+        timeout=120,
+    ).stdout
+
+
+def schema_snapshot(server: MariaDBServer, database: str) -> dict[str, object]:
+    """What a database holds, comparable across databases: tables, columns, indexes, foreign
+    keys, routines, triggers, views (definitions with the database name replaced), row counts
+    and CHECKSUM TABLE of every base table. `schema_history` is left out."""
+
+    def rows(sql: str) -> list[tuple]:
+        found = query(server, database, sql, (database,))
+        return [
+            tuple(v.replace(database, "<db>") if isinstance(v, str) else v for v in row)
+            for row in found
+        ]
+
+    skip = f"'{'schema_history'}'"
+    snapshot: dict[str, object] = {
+        "tables": rows(
+            "SELECT table_name, table_type, engine, table_collation, table_comment "
+            f"FROM information_schema.tables WHERE table_schema = %s AND table_name <> {skip} "
+            "ORDER BY table_name"
+        ),
+        "columns": rows(
+            "SELECT table_name, column_name, ordinal_position, column_type, is_nullable, "
+            "column_default, extra, character_set_name, collation_name, generation_expression "
+            f"FROM information_schema.columns WHERE table_schema = %s AND table_name <> {skip} "
+            "ORDER BY table_name, ordinal_position"
+        ),
+        "indexes": rows(
+            "SELECT table_name, index_name, seq_in_index, column_name, non_unique, index_type "
+            f"FROM information_schema.statistics WHERE table_schema = %s "
+            f"AND table_name <> {skip} ORDER BY table_name, index_name, seq_in_index"
+        ),
+        "foreign_keys": rows(
+            "SELECT constraint_name, table_name, referenced_table_name, update_rule, delete_rule "
+            "FROM information_schema.referential_constraints WHERE constraint_schema = %s "
+            "ORDER BY constraint_name"
+        ),
+        "routines": rows(
+            "SELECT routine_name, routine_type, routine_definition, is_deterministic, "
+            "sql_data_access, security_type, sql_mode, character_set_client, "
+            "collation_connection FROM information_schema.routines WHERE routine_schema = %s "
+            "ORDER BY routine_name"
+        ),
+        "triggers": rows(
+            "SELECT trigger_name, event_manipulation, event_object_table, action_statement, "
+            "action_timing, sql_mode, character_set_client, collation_connection "
+            "FROM information_schema.triggers WHERE trigger_schema = %s ORDER BY trigger_name"
+        ),
+        "views": rows(
+            "SELECT table_name, view_definition, check_option, security_type, "
+            "character_set_client, collation_connection FROM information_schema.views "
+            "WHERE table_schema = %s ORDER BY table_name"
+        ),
+    }
+    base_tables = [t[0] for t in snapshot["tables"] if t[1] == "BASE TABLE"]  # type: ignore[index, union-attr]
+    counts, checksums = {}, {}
+    for table in base_tables:
+        name = f"`{database}`.`{table}`"
+        counts[table] = query(server, database, f"SELECT COUNT(*) FROM {name}")[0][0]
+        checksums[table] = query(server, database, f"CHECKSUM TABLE {name}")[0][1]
+    snapshot["row_counts"] = counts
+    snapshot["checksums"] = checksums
+    return snapshot

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import ssl
+import struct
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from migrator_support import run_cli, settings_for, tables, write_migrations
+from migrator_support import ROOT, run_cli, settings_for, tables, write_migrations
 
 from migrator.connection import connect, mask_dsn, parse_dsn
 from migrator.errors import AuthenticationFailed, ConfigurationError, ConnectionFailed
@@ -146,13 +152,20 @@ def test_cli_info_plan_validate_migrate(
     info = run_cli("info", *common)
     assert info.returncode == 0, info.stderr
     lines = info.stdout.splitlines()
-    assert [c.strip() for c in lines[0].split(" | ")][:4] == [
+    assert lines[0].split() == [
         "Version",
         "Description",
         "Script",
         "State",
+        "Installed",
+        "on",
+        "ms",
     ]
-    assert any(line.startswith("1       | a") and "applied" in line for line in lines)
+    # The columns line up: each starts where its heading starts, on every line.
+    starts = [lines[0].index(h) for h in ("Description", "Script", "State", "Installed on")]
+    for line in lines[2:]:
+        assert all(line[s - 2 : s] == "  " and line[s] != " " for s in starts), lines
+    assert any(line.startswith("1 ") and " applied " in line for line in lines)
     assert mariadb.admin_password not in info.stdout + info.stderr
 
     (location / "V1__a.sql").write_text("CREATE TABLE a (x BIGINT);")
@@ -177,3 +190,159 @@ def test_cli_insecure_opt_out_warns(mariadb: MariaDBServer, database: str) -> No
     # This server requires TLS, so the plaintext attempt is refused.
     assert result.returncode == 1
     assert mariadb.admin_password not in result.stdout + result.stderr
+
+
+# -- the CLI's own edges (issue 11, point 10) --------------------------------------------------
+
+# The stack's generated passwords may hold any of these; none may ever be printed.
+CANARY = "Cx7/pw#frag?q=1@at[br]%41:colon"
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        f"mysql://admin:{CANARY}@db.example:3306/app",  # unencoded / # ? @ [ ] % :
+        f"admin:{CANARY}@db.example:3306/app",  # no mysql://
+        f"mysql://admin:{CANARY}@db.example:notaport/app",
+        f"mysql://admin:{CANARY}@db.example:3306/",  # no database
+        f"mysql://admin:{CANARY}",  # no host
+        f"postgres://admin:{CANARY}@db.example/app",
+    ],
+)
+def test_no_dsn_problem_prints_the_password_or_a_traceback(dsn: str, tmp_path: Path) -> None:
+    result = run_cli(
+        "info", "--dsn", dsn, "--connect-deadline", "0.5", "--locations", str(tmp_path)
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode in (1, 2), output
+    assert "Traceback" not in output
+    for fragment in ("Cx7", "frag", "q=1", "[br]", "colon"):
+        assert fragment not in output, output
+
+
+def test_a_dsn_password_with_reserved_characters_connects_unencoded(
+    mariadb: MariaDBServer, database: str
+) -> None:
+    password = "P/w#d?x@y[z]%zz:1"
+    root = mariadb.root_connection()
+    with root.cursor() as cur:
+        cur.execute("CREATE USER 'odd'@'%%' IDENTIFIED BY %s", (password,))
+        cur.execute(f"GRANT ALL ON `{database}`.* TO 'odd'@'%'")
+    root.close()
+    settings = parse_dsn(f"mysql://odd:{password}@127.0.0.1:{mariadb.port}/{database}")
+    assert (settings.user, settings.password, settings.database) == ("odd", password, database)
+    assert password not in mask_dsn(f"mysql://odd:{password}@h/d")
+
+
+def test_the_password_can_come_from_the_environment_instead_of_the_dsn(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(tmp_path, {"V1__a.sql": "CREATE TABLE a (x INT);"})
+    dsn = f"mysql://{mariadb.admin_user}@{mariadb.host}:{mariadb.port}/{database}"
+    env = dict(os.environ, APPDB_MIGRATE_PASSWORD=mariadb.admin_password)
+    env.pop("APPDB_MIGRATE_DSN", None)
+    args = ("--dsn", dsn, "--ca-bundle", str(mariadb.ca_path), "--locations", str(location))
+    result = run_cli("migrate", *args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "a" in tables(mariadb, database)
+    assert mariadb.admin_password not in result.stdout + result.stderr
+
+
+def test_the_password_can_be_typed_at_a_prompt(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(tmp_path, {"V1__a.sql": "CREATE TABLE a (x INT);"})
+    dsn = f"mysql://{mariadb.admin_user}@{mariadb.host}:{mariadb.port}/{database}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPDB_MIGRATE_")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "migrate"),
+            "migrate",
+            "--ask-password",
+            "--dsn",
+            dsn,
+            "--ca-bundle",
+            str(mariadb.ca_path),
+            "--locations",
+            str(location),
+        ],
+        input=mariadb.admin_password + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        start_new_session=True,  # no terminal: getpass reads the piped line
+    )
+    assert result.returncode == 0, result.stderr
+    assert "a" in tables(mariadb, database)
+    assert mariadb.admin_password not in result.stdout + result.stderr
+
+
+class _ServerWithoutTLS:
+    """Speaks just enough MySQL protocol to greet a client without offering TLS: a server
+    (or proxy) that cannot do TLS."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.greetings = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        capabilities = 0x0000F7FF & ~0x0800  # the usual flags, CLIENT_SSL (0x800) off
+        payload = (
+            b"\x0a"
+            + b"8.4.0-no-tls\x00"
+            + struct.pack("<I", 7)
+            + b"abcdefgh\x00"
+            + struct.pack("<H", capabilities & 0xFFFF)
+            + b"\x21"
+            + struct.pack("<H", 2)
+            + struct.pack("<H", 0x0008)
+            + b"\x15"
+            + b"\x00" * 10
+            + b"ijklmnopqrst\x00"
+            + b"mysql_native_password\x00"
+        )
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.greetings += 1
+            conn.sendall(struct.pack("<I", len(payload))[:3] + b"\x00" + payload)
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_server_without_tls_fails_at_once_instead_of_retrying() -> None:
+    server = _ServerWithoutTLS()
+    try:
+        settings = parse_dsn(
+            f"mysql://admin:{CANARY}@127.0.0.1:{server.port}/app", connect_deadline=30.0
+        )
+        started = time.monotonic()
+        with pytest.raises(ConnectionFailed) as caught:
+            connect(settings)
+        assert time.monotonic() - started < 5
+        assert server.greetings == 1
+    finally:
+        server.close()
+    message = str(caught.value)
+    assert "does not offer TLS" in message and "Cx7" not in message
+
+
+def test_insecure_no_tls_against_a_tls_only_server_says_tls_is_required(
+    mariadb: MariaDBServer, database: str
+) -> None:
+    with pytest.raises(ConnectionFailed) as caught:
+        connect(settings_for(mariadb, database, tls=False, connect_deadline=30.0))
+    message = str(caught.value)
+    assert "requires TLS" in message and "--insecure-no-tls" in message
+    assert "access denied" not in message.lower()
+    assert mariadb.admin_password not in message

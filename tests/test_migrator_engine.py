@@ -256,10 +256,13 @@ def test_per_run_overhead_does_not_grow_with_history(
         costs[applied] = (noop, one_more)
     assert costs[3] == costs[30]
     noop, one_more = costs[3]
-    # pymysql's SET NAMES; SET SESSION lock_wait_timeout; GET_LOCK; the history read;
-    # RELEASE_LOCK (and nothing per applied migration).
-    assert noop <= 6
-    assert one_more - noop <= 3  # the statement, its history INSERT and success UPDATE
+    # pymysql's SET NAMES; SET SESSION lock_wait_timeout; GET_LOCK; waiting for an earlier
+    # run's work session; the history read (two queries: every row's essentials, the failed
+    # and in-progress rows' details); RELEASE_LOCK (and nothing per applied migration).
+    assert noop <= 8
+    # The work session's setup (4 statements, and pymysql's SET NAMES), max_allowed_packet,
+    # the statement, its history INSERT and success UPDATE.
+    assert one_more - noop <= 10
 
 
 def test_server_error_outside_a_statement_is_one_migration_error(
@@ -283,45 +286,55 @@ def _packets_of_run(
 ) -> list[str]:
     """The SQL of every packet (COM_QUERY) the engine sends during one migrate()."""
     sent: list[str] = []
-    original = pymysql.connections.Connection.query
+    original = pymysql.connections.Connection._execute_command
 
-    def recording(self: pymysql.connections.Connection, sql: str, unbuffered: bool = False) -> int:
-        sent.append(sql)
-        return original(self, sql, unbuffered)
+    def recording(self: pymysql.connections.Connection, command: int, sql: object) -> object:
+        if command == 3:  # COM_QUERY
+            sent.append(sql.decode() if isinstance(sql, bytes) else str(sql))
+        return original(self, command, sql)
 
     with monkeypatch.context() as patch:
-        patch.setattr(pymysql.connections.Connection, "query", recording)
+        patch.setattr(pymysql.connections.Connection, "_execute_command", recording)
         migrator_for(server, database, location).migrate()
     return sent
 
 
-def test_a_migration_travels_as_one_packet_unless_it_outgrows_the_cap(
+def test_migrations_travel_in_as_few_packets_as_their_session_allows(
     mariadb: MariaDBServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    files = {
-        f"V{n}__t{n}.sql": (
-            f"CREATE TABLE t{n} (id INT PRIMARY KEY);\n"
-            f"ALTER TABLE t{n} ADD COLUMN v INT;\n"
-            f"INSERT INTO t{n} VALUES (1, {n});\n"
-        )
-        for n in (1, 2, 3)
-    }
-    location = write_migrations(tmp_path, files)
+    def files(first: str) -> dict[str, str]:
+        return {
+            f"V{n}__t{n}.sql": (
+                f"{first}CREATE TABLE t{n} (id INT PRIMARY KEY);\n"
+                f"ALTER TABLE t{n} ADD COLUMN v INT;\n"
+                f"INSERT INTO t{n} VALUES (1, {n});\n"
+            )
+            for n in (1, 2, 3)
+        }
 
     def carrying_statements(packets: list[str]) -> list[str]:
         return [p for p in packets if "TABLE t" in p or "INTO t" in p]
 
-    one = mariadb.create_database()
-    packets = carrying_statements(_packets_of_run(mariadb, one, location, monkeypatch))
-    assert len(packets) == 3  # one round trip per migration
-    assert all(p.count("statements_done=") == 3 for p in packets)  # 2 progress + success
-    assert query(mariadb, one, "SELECT id, v FROM t3") == [(1, 3)]
+    # Migrations that leave the session as they found it share a packet: one round trip.
+    together = mariadb.create_database()
+    packets = carrying_statements(
+        _packets_of_run(mariadb, together, write_migrations(tmp_path / "a", files("")), monkeypatch)
+    )
+    assert len(packets) == 1
+    assert packets[0].count("statements_done=") == 9  # 2 progress + 1 success each
+    assert query(mariadb, together, "SELECT id, v FROM t3") == [(1, 3)]
+
+    # One that changes its session gets a packet of its own, and the next a fresh session.
+    apart = mariadb.create_database()
+    location = write_migrations(tmp_path / "b", files("SET foreign_key_checks = 0;\n"))
+    packets = carrying_statements(_packets_of_run(mariadb, apart, location, monkeypatch))
+    assert len(packets) == 3
 
     monkeypatch.setattr(engine, "_PACKET_BYTES", 1)  # every statement outgrows it
     capped = mariadb.create_database()
-    packets = carrying_statements(_packets_of_run(mariadb, capped, location, monkeypatch))
-    assert len(packets) == 9  # each statement alone, its progress write in front
-    for database in (one, capped):
+    packets = carrying_statements(_packets_of_run(mariadb, capped, tmp_path / "a", monkeypatch))
+    assert len(packets) == 9  # each statement alone
+    for database in (together, apart, capped):
         assert history(mariadb, database) == [
-            (f"V{n}__t{n}.sql", "success", 1, 3) for n in (1, 2, 3)
+            (f"V{n}__t{n}.sql", "success", 1, 3 + (database == apart)) for n in (1, 2, 3)
         ]

@@ -19,6 +19,7 @@ from migrator import engine
 from migrator.errors import (
     InterruptedMigrationError,
     LockTimeoutError,
+    MigrationError,
     StatementFailed,
     ValidationError,
 )
@@ -79,7 +80,7 @@ def test_resume_refused_when_a_completed_statement_changed(
         migrator_for(mariadb, database, location).migrate()
     message = str(caught.value)
     assert "V1__abc.sql: cannot resume: it failed at statement 3" in message
-    assert "statement 2 (line 2) has changed" in message
+    assert "statements 1..2 completed, but they have changed since they ran" in message
     assert "scripts/migrate repair --restart" in message
     assert "c" not in tables(mariadb, database)
 
@@ -336,7 +337,11 @@ def test_a_vanished_migrator_host_frees_the_lock_after_the_idle_timeout(
 ) -> None:
     location = write_migrations(
         tmp_path,
-        {"V1__a.sql": "CREATE TABLE a (x INT);", "V2__b.sql": "CREATE TABLE b (x INT);"},
+        # V1 changes its session, so V2 starts a packet of its own (after a reset).
+        {
+            "V1__a.sql": "CREATE TABLE a (x INT);\nSET @x = 1;",
+            "V2__b.sql": "CREATE TABLE b (x INT);",
+        },
     )
     victim = subprocess.Popen(
         [
@@ -364,7 +369,7 @@ def test_a_vanished_migrator_host_frees_the_lock_after_the_idle_timeout(
     assert result.applied == ["V2__b.sql"]
     assert 1.5 < waited < 15, waited  # freed by the 2 s idle timeout, not after hours
     assert history(mariadb, database) == [
-        ("V1__a.sql", "success", 1, 1),
+        ("V1__a.sql", "success", 1, 2),
         ("V2__b.sql", "success", 1, 1),
     ]
 
@@ -445,3 +450,80 @@ def test_failure_in_the_first_statement_of_a_later_migration(
     assert [r[1] for r in history(mariadb, database)] == ["success"] * 3
     times = query(mariadb, database, "SELECT execution_time FROM schema_history")
     assert all(t >= 0 for (t,) in times)
+
+
+# -- messages (issue 11, point 8) and the checksum promise (point 9) -------------------------
+
+
+def test_a_syntax_error_names_file_statement_and_line_and_quotes_only_the_users_sql(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    script = (
+        "CREATE TABLE a (x INT);\n"
+        "INSERT INTO a VALUES (1);\n"
+        "INSERT INTO a VALUES (2) oops;\n"
+        "INSERT INTO a VALUES (3);\n"
+    )
+    location = write_migrations(tmp_path, {"V1__typo.sql": script})
+    with pytest.raises(StatementFailed) as caught:
+        migrator_for(mariadb, database, location).migrate()
+    message = str(caught.value)
+    assert message.startswith("V1__typo.sql: statement 3 (line 3) failed: server error 1064")
+    assert "near 'oops'" in message
+    [(stored,)] = query(mariadb, database, "SELECT error FROM schema_history")
+    for text in (message, stored):
+        assert "schema_history" not in text and "statements_done" not in text
+        assert "INSERT INTO a VALUES (3)" not in text
+    assert "near 'oops'" in stored
+
+
+def test_a_history_write_the_script_prevents_names_the_statement(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    # A script that makes its own session read-only leaves the engine unable to write history
+    # on it: the failure names the statement after which progress could not be recorded, and
+    # history (written on the engine's other connection) says exactly how far it got.
+    script = "CREATE TABLE a (x INT);\nSET SESSION TRANSACTION READ ONLY;\nSELECT 1;\n"
+    location = write_migrations(tmp_path, {"V1__read_only.sql": script})
+    with pytest.raises(MigrationError) as caught:
+        migrator_for(mariadb, database, location).migrate()
+    message = str(caught.value)
+    assert "V1__read_only.sql: cannot record progress after statement 2 (line 2)" in message
+    assert "server error 1792" in message
+    assert history(mariadb, database) == [("V1__read_only.sql", "failed", 0, 2)]
+
+
+def test_the_interrupted_message_does_not_claim_the_run_was_killed(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(tmp_path, {"V1__two.sql": "SELECT 1;\nSELECT 2;\n"})
+    migrator_for(mariadb, database, location).migrate()
+    query(
+        mariadb,
+        database,
+        "UPDATE schema_history SET state='in_progress', success=0, statements_done=1",
+    )
+    with pytest.raises(InterruptedMigrationError) as caught:
+        migrator_for(mariadb, database, location).migrate()
+    message = str(caught.value)
+    assert "died" not in message and "killed" not in message
+    assert "did not finish it" in message and "repair --mark-done" in message
+
+
+def test_comments_and_whitespace_may_change_in_completed_statements(
+    mariadb: MariaDBServer, database: str, tmp_path: Path
+) -> None:
+    location = write_migrations(tmp_path, {"V1__abc.sql": FAILING_V1})
+    with pytest.raises(StatementFailed):
+        migrator_for(mariadb, database, location).migrate()
+    # A comment inside a completed statement, one between statements, and new indentation.
+    commented = (
+        "-- the first table\n"
+        "CREATE TABLE a (\n  x INT -- its only column\n);\n"
+        "CREATE   TABLE b /* second */ (x INT);\n"
+        "INSERT INTO a VALUES (1);\n"
+        "CREATE TABLE c (x INT);\n"
+    )
+    (location / "V1__abc.sql").write_text(commented)
+    assert migrator_for(mariadb, database, location).migrate().applied == ["V1__abc.sql"]
+    assert {"a", "b", "c"} <= tables(mariadb, database)

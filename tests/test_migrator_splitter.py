@@ -35,7 +35,7 @@ def test_delimiters_inside_strings_names_and_comments_do_not_split() -> None:
     assert [s.sql for s in stmts] == [
         "INSERT INTO t VALUES ('a;b', \"c;d\", 'it''s;', 'esc\\';x')",
         "SELECT `weird;name` FROM t",
-        "SELECT   2",
+        "SELECT  2",  # the client keeps the blanks around a comment, one for the comment
         "SELECT 3",
     ]
     assert [s.line for s in stmts] == [1, 2, 4, 7]
@@ -75,8 +75,10 @@ def test_delimiter_any_case_any_string_keeps_begin_end_bodies(command: str, deli
     assert stmts[3].sql == "SELECT 1"
 
 
-def test_delimiter_line_flushes_a_pending_statement_like_the_client() -> None:
-    assert sqls("SELECT 1\nDELIMITER $$\nSELECT 2$$") == ["SELECT 1", "SELECT 2"]
+def test_a_delimiter_line_inside_a_pending_statement_is_part_of_it_like_the_client() -> None:
+    # mariadb 10.11 reads DELIMITER as a command only when no statement is pending; it adds
+    # no newline after such a line (the server then rejects the statement, as here).
+    assert sqls("SELECT 1\nDELIMITER $$\nSELECT 2$$") == ["SELECT 1\nDELIMITER $$SELECT 2$$"]
 
 
 def test_delimiter_word_inside_a_statement_is_not_a_command() -> None:
