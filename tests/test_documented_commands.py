@@ -66,7 +66,9 @@ _STACK_OUTPUT = re.compile(r"\$\(pulumi stack output (\w+)(?: --stack [\w-]+)?\)
 # Run by CI itself (.ci/run), not from inside the suite (`make test` would run the suite again).
 CI_COMMANDS = {"make test", "make check", "make lint", "make typecheck"}
 BENCHMARK = "benchmarks/bench_migrations.py"
-BENCHMARK_SMOKE = "--rounds 1 --migrations 20 --rtt-ms 0"
+BENCHMARK_SMOKE = (
+    "--rounds 1 --migrations 20 --rtt-ms 0 --scale-rounds 1 --dump-mb 1 --inserts 1000 --files 50"
+)
 # A command that needs an earlier one: rolling back needs a rotation to roll back.
 PRECONDITIONS = {"scripts/rollback-credentials": "scripts/standins rotate"}
 
