@@ -50,16 +50,6 @@ class Row:
     engine: list[Measured] = field(default_factory=list)
 
 
-def _client_args(server: MariaDBServer) -> list[str]:
-    return [
-        "--no-defaults",
-        f"--host={server.host}",
-        f"--port={server.port}",
-        f"--user={server.admin_user}",
-        f"--ssl-ca={server.ca_path}",
-    ]
-
-
 def _env(server: MariaDBServer, database: str | None = None) -> dict[str, str]:
     env = dict(os.environ, MYSQL_PWD=server.admin_password)
     # Python caches compiled modules, as on any machine that runs the CLI twice; a sandbox
@@ -97,7 +87,7 @@ def _process(argv: list[str], env: dict[str, str], stdin: Path | None = None) ->
 def client_file(server: MariaDBServer, database: str, script: Path) -> Measured:
     argv = [
         CLIENT,
-        *_client_args(server),
+        *server.client_args(),
         "--ssl-verify-server-cert",
         "--default-character-set=utf8mb4",
         database,
@@ -166,7 +156,7 @@ def make_dump(server: MariaDBServer, target: Path, megabytes: int) -> int:
     target.mkdir(parents=True, exist_ok=True)
     with (target / "V1__dump.sql").open("wb") as out:
         subprocess.run(
-            [DUMP, *_client_args(server), source], stdout=out, check=True, env=_env(server)
+            [DUMP, *server.client_args(), source], stdout=out, check=True, env=_env(server)
         )
     _sql(server, f"DROP DATABASE `{source}`")
     return (target / "V1__dump.sql").stat().st_size

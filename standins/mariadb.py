@@ -274,6 +274,17 @@ class MariaDBServer:
         conn.close()
         return name
 
+    def client_args(self) -> list[str]:
+        """The `mariadb`/`mariadb-dump` options that reach this server as its admin over
+        verified TLS (the password goes in MYSQL_PWD, never on a command line)."""
+        return [
+            "--no-defaults",
+            f"--host={self.host}",
+            f"--port={self.port}",
+            f"--user={self.admin_user}",
+            f"--ssl-ca={self.ca_path}",
+        ]
+
     def dsn(self, database: str) -> str:
         return f"mysql://{self.admin_user}:{self.admin_password}@{self.host}:{self.port}/{database}"
 

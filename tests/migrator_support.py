@@ -96,16 +96,6 @@ CLIENT = shutil.which("mariadb") or shutil.which("mysql") or "mariadb"
 DUMP = shutil.which("mariadb-dump") or shutil.which("mysqldump") or "mariadb-dump"
 
 
-def _client_args(server: MariaDBServer) -> list[str]:
-    return [
-        "--no-defaults",
-        f"--host={server.host}",
-        f"--port={server.port}",
-        f"--user={server.admin_user}",
-        f"--ssl-ca={server.ca_path}",
-    ]
-
-
 def run_client(
     server: MariaDBServer,
     database: str,
@@ -121,7 +111,7 @@ def run_client(
         result = subprocess.run(
             [
                 CLIENT,
-                *_client_args(server),
+                *server.client_args(),
                 "--ssl-verify-server-cert",
                 f"--default-character-set={charset}",
                 database,
@@ -161,7 +151,7 @@ def apply_with_client(
 def dump(server: MariaDBServer, database: str, *options: str) -> bytes:
     """`mariadb-dump` of `database` with `options` (the file a project would ship)."""
     return subprocess.run(
-        [DUMP, *_client_args(server), *options, database],
+        [DUMP, *server.client_args(), *options, database],
         capture_output=True,
         check=True,
         env=dict(os.environ, MYSQL_PWD=server.admin_password),
