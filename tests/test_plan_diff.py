@@ -850,3 +850,19 @@ def test_cli_refuses_unknown_stacks_before_planning_anything(stacks: list[str]) 
     assert f"unknown stack '{typo}'" in completed.stderr
     assert "known stacks: production, staging" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_every_flag_the_plan_diff_raises_is_explained_in_the_pipeline_docs():
+    # Reviewers meet a flag by its name in the report; docs/pipeline.md's table says what it
+    # means and what to check. A flag added to plandiff/ without a row there is unexplained.
+    root = Path(__file__).resolve().parent.parent
+    raised = {
+        kind
+        for source in (root / "plandiff").glob("*.py")
+        for kind in re.findall(r'Flag\(\s*"([a-z-]+)"', source.read_text(encoding="utf-8"))
+    }
+    documented = set(
+        re.findall(r"^\| `([a-z-]+)` \|", (root / "docs/pipeline.md").read_text(), re.MULTILINE)
+    )
+    assert len(raised) >= 15, raised  # fewer means the pattern no longer finds them
+    assert sorted(raised - documented) == []
