@@ -210,8 +210,16 @@ def _copy_working_tree(destination: Path) -> None:
         if source.is_file():
             target = destination / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)  # mtimes too: make sees the setup as done
-    (destination / ".venv").symlink_to((ROOT / ".venv").resolve())
+            shutil.copy2(source, target)  # mtimes too
+    # The copy uses this checkout's virtualenv, entry by entry, with a setup stamp of its own
+    # made now: make in the copy sees the setup as done and never runs scripts/setup into the
+    # shared .venv (which would point its editable install at this temporary copy).
+    venv, shared = destination / ".venv", (ROOT / ".venv").resolve()
+    venv.mkdir()
+    for entry in shared.iterdir():
+        if entry.name != ".setup-stamp":
+            (venv / entry.name).symlink_to(entry)
+    (venv / ".setup-stamp").touch()
 
 
 @pytest.fixture(scope="module")
@@ -344,6 +352,8 @@ def _run_block(sandbox: Sandbox, work: Path, script: str, where: str) -> None:
 def test_every_project_command_in_the_docs_runs_as_written(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
+    shared_stamp = ROOT / ".venv" / ".setup-stamp"
+    stamp_before = shared_stamp.stat().st_mtime_ns if shared_stamp.exists() else None
     used: set[str] = set()
     already_run: set[str] = set()
     sessions = [_session(lines, used, already_run) for lines in _blocks_to_run()]
@@ -385,6 +395,8 @@ def test_every_project_command_in_the_docs_runs_as_written(
             if problem:
                 failures.append(f"{where}: `{statement}` {problem}\n{output[-1500:]}")
     assert failures == [], "\n\n".join(failures)
+    stamp_after = shared_stamp.stat().st_mtime_ns if shared_stamp.exists() else None
+    assert stamp_after == stamp_before, "the copy's make ran scripts/setup into the shared .venv"
     stale = set(PLACEHOLDERS) - used
     assert stale == set(), f"placeholders no document uses any more: {stale}"
     assert any(u.startswith("pulumi stack output") for u in used)
