@@ -14,7 +14,7 @@ from typing import Any
 from planner import Plan, PlannedResource, run_plan
 
 ROOT = Path(__file__).resolve().parent.parent
-STACKS = ("staging", "production")
+STACKS: tuple[str, ...] = ("staging", "production")
 
 INSTANCE = "aws:rds/instance:Instance"
 

@@ -6,7 +6,11 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, TypeVar
+
+import pymysql
 
 from migrator.connection import ConnectionSettings
 from migrator.discovery import load_migrations
@@ -56,6 +60,30 @@ def migrator_for(
         load_migrations(location),
         MigrationOptions(**options),  # type: ignore[arg-type]
     )
+
+
+Row = TypeVar("Row", covariant=True)
+
+
+class FetchesRows(Protocol[Row]):
+    def fetchone(self) -> Row | None: ...
+
+
+def one_row(cursor: FetchesRows[Row]) -> Row:
+    """The next row of the cursor's result, which must have one: a dict from a DictCursor,
+    a tuple from a Cursor."""
+    row = cursor.fetchone()
+    assert row is not None, "the query returned no row"
+    return row
+
+
+ExecuteCommand = Callable[[pymysql.connections.Connection, int, object], object]
+
+
+def pymysql_execute_command() -> ExecuteCommand:
+    """pymysql's Connection._execute_command, which sends every command packet (the tests
+    record packets by patching it). Private, so pymysql's type stubs do not declare it."""
+    return vars(pymysql.connections.Connection)["_execute_command"]
 
 
 def query(server: MariaDBServer, database: str, sql: str, args: object = None) -> list[tuple]:

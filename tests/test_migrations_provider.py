@@ -549,7 +549,8 @@ def test_pulumis_provider_host_runs_the_provider_from_the_project_directory(
                     id=created.id, urn=urn, olds=grpc_struct(outs), news=grpc_struct(news)
                 )
             )
-        details = caught.value.details()  # type: ignore[attr-defined]
+        details = caught.value.details()
+        assert details is not None
         last_line = details.strip().splitlines()[-1]
         assert last_line.startswith(
             "infra.providers.migrations.SchemaMigrationsError: schema migrations for "

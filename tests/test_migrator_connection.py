@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from migrator_support import ROOT, run_cli, settings_for, tables, write_migrations
+from migrator_support import ROOT, one_row, run_cli, settings_for, tables, write_migrations
 
 from migrator.connection import connect, mask_dsn, parse_dsn
 from migrator.errors import AuthenticationFailed, ConfigurationError, ConnectionFailed
@@ -25,9 +25,9 @@ def test_verified_tls_connection_to_the_server(mariadb: MariaDBServer, database:
     try:
         with conn.cursor() as cur:
             cur.execute("SHOW SESSION STATUS LIKE 'Ssl_version'")
-            _, version = cur.fetchone()
+            _, version = one_row(cur)
             cur.execute("SELECT DATABASE()")
-            assert cur.fetchone()[0] == database
+            assert one_row(cur)[0] == database
     finally:
         conn.close()
     assert version.startswith("TLS")

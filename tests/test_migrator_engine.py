@@ -10,6 +10,8 @@ from migrator_support import (
     ROOT,
     history,
     migrator_for,
+    one_row,
+    pymysql_execute_command,
     query,
     tables,
     write_migrations,
@@ -224,7 +226,7 @@ def _questions(server: MariaDBServer) -> int:
     try:
         with conn.cursor() as cur:
             cur.execute("SHOW GLOBAL STATUS LIKE 'Questions'")
-            return int(cur.fetchone()[1])
+            return int(one_row(cur)[1])
     finally:
         conn.close()
 
@@ -286,7 +288,7 @@ def _packets_of_run(
 ) -> list[str]:
     """The SQL of every packet (COM_QUERY) the engine sends during one migrate()."""
     sent: list[str] = []
-    original = pymysql.connections.Connection._execute_command
+    original = pymysql_execute_command()
 
     def recording(self: pymysql.connections.Connection, command: int, sql: object) -> object:
         if command == 3:  # COM_QUERY

@@ -13,7 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
-from migrator_support import ROOT, history, migrator_for, query, tables, write_migrations
+from migrator_support import (
+    ROOT,
+    history,
+    migrator_for,
+    one_row,
+    query,
+    tables,
+    write_migrations,
+)
 
 from migrator import engine
 from migrator.errors import (
@@ -119,7 +127,7 @@ def test_lock_timeout_names_the_holder(
     try:
         with holder.cursor() as cur:
             cur.execute("SELECT GET_LOCK(%s, 0), CONNECTION_ID()", (default_lock_name(database),))
-            got, holder_id = cur.fetchone()
+            got, holder_id = one_row(cur)
         assert got == 1
         started = time.monotonic()
         with pytest.raises(LockTimeoutError) as caught:

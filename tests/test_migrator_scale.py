@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pymysql
 import pytest
-from migrator_support import history, migrator_for, query, write_migrations
+from migrator_support import (
+    history,
+    migrator_for,
+    one_row,
+    pymysql_execute_command,
+    query,
+    write_migrations,
+)
 
 from standins.mariadb import MariaDBServer
 
@@ -27,7 +34,7 @@ def _history_writes(
 ) -> list[str]:
     """The history writes of one run, as sent (one string per write)."""
     sent: list[bytes] = []
-    original = pymysql.connections.Connection._execute_command
+    original = pymysql_execute_command()
 
     def recording(self: pymysql.connections.Connection, command: int, sql: object) -> object:
         if command == 3:  # COM_QUERY
@@ -74,7 +81,7 @@ def test_a_migration_larger_than_max_allowed_packet_in_history_terms_applies(
     root = mariadb.root_connection()
     with root.cursor() as cur:
         cur.execute("SELECT @@GLOBAL.max_allowed_packet")
-        (original,) = cur.fetchone()
+        (original,) = one_row(cur)
         cur.execute("SET GLOBAL max_allowed_packet = 1048576")
     try:
         location = write_migrations(tmp_path, {"V1__many.sql": _inserts(40_000)})

@@ -13,6 +13,7 @@ import pytest
 from migrator_support import (
     history,
     migrator_for,
+    pymysql_execute_command,
     query,
     schema_snapshot,
     write_migrations,
@@ -25,7 +26,7 @@ from standins.mariadb import MariaDBServer
 
 def _sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     sent: list[str] = []
-    original = pymysql.connections.Connection._execute_command
+    original = pymysql_execute_command()
 
     def recording(self: pymysql.connections.Connection, command: int, sql: object) -> object:
         if command == 3:

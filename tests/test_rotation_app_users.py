@@ -188,8 +188,11 @@ def test_drift_is_reported_and_repaired(env):
         cur.execute(f"GRANT DROP ON {target} TO {p}readonly_a")  # added by hand
         cur.execute(f"GRANT PROCESS ON *.* TO {p}readonly_a")
     drifted = read_application_users(request)
-    assert f"DELETE ON {target}" not in drifted["app"].grants[f"{p}app_a"]
-    assert "PROCESS ON *.*" in drifted["readonly"].grants[f"{p}readonly_a"]
+    app_grants = drifted["app"].grants[f"{p}app_a"]
+    readonly_grants = drifted["readonly"].grants[f"{p}readonly_a"]
+    assert app_grants is not None and readonly_grants is not None  # both users exist
+    assert f"DELETE ON {target}" not in app_grants
+    assert "PROCESS ON *.*" in readonly_grants
 
     repaired = apply_application_users(request)
     assert not repaired["app"].rotated  # same rotation value: only the grants change

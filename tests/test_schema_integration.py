@@ -11,10 +11,11 @@ import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeAlias, cast
 
 import pymysql
 import pytest
-from migrator_support import settings_for
+from migrator_support import one_row, settings_for
 from pymysql.cursors import DictCursor
 
 from migrator.discovery import load_migrations
@@ -23,6 +24,10 @@ from standins.mariadb import MariaDBServer
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schema"
 TEST_EMAIL_PATTERN = "%@integration.test"
+
+# The `db` fixture's connections: their cursors are DictCursors (rows are dicts). A string:
+# pymysql's Connection is generic in its type stubs only.
+DictConnection: TypeAlias = "pymysql.connections.Connection[DictCursor]"
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +41,11 @@ def migrated(mariadb: MariaDBServer) -> str:
 
 
 @pytest.fixture
-def db(mariadb: MariaDBServer, migrated: str) -> Iterator[pymysql.connections.Connection]:
+def db(mariadb: MariaDBServer, migrated: str) -> Iterator[DictConnection]:
     """A verified-TLS connection as the master user, explicit transactions (autocommit off)."""
-    conn = mariadb.connect(database=migrated, autocommit=False, cursorclass=DictCursor)
+    conn = cast(
+        DictConnection, mariadb.connect(database=migrated, autocommit=False, cursorclass=DictCursor)
+    )
     try:
         yield conn
     finally:
@@ -50,7 +57,7 @@ def db(mariadb: MariaDBServer, migrated: str) -> Iterator[pymysql.connections.Co
         conn.close()
 
 
-def insert_user(conn: pymysql.connections.Connection, email: str, name: str) -> int:
+def insert_user(conn: DictConnection, email: str, name: str) -> int:
     with conn.cursor() as cur:
         cur.execute("INSERT INTO users (email, name) VALUES (%s, %s)", (email, name))
         user_id = cur.lastrowid
@@ -59,7 +66,7 @@ def insert_user(conn: pymysql.connections.Connection, email: str, name: str) -> 
 
 
 def test_user_creation_and_retrieval_with_json_preferences(
-    db: pymysql.connections.Connection,
+    db: DictConnection,
 ) -> None:
     preferences = {"theme": "dark", "notifications": True, "language": "en"}
     with db.cursor() as cur:
@@ -77,7 +84,7 @@ def test_user_creation_and_retrieval_with_json_preferences(
             "FROM users WHERE id = %s",
             (user_id,),
         )
-        language = cur.fetchone()["language"]
+        language = one_row(cur)["language"]
 
     assert user is not None
     assert user["email"] == "user@integration.test"
@@ -88,26 +95,26 @@ def test_user_creation_and_retrieval_with_json_preferences(
     assert language == "en"
 
 
-def test_updated_at_follows_updates(db: pymysql.connections.Connection) -> None:
+def test_updated_at_follows_updates(db: DictConnection) -> None:
     with db.cursor() as cur:
         cur.execute(
             "SELECT EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
             "AND TABLE_NAME = 'users' AND COLUMN_NAME = 'updated_at'"
         )
-        extra = cur.fetchone()["EXTRA"].lower()
+        extra = one_row(cur)["EXTRA"].lower()
     # MySQL 8 reports "DEFAULT_GENERATED on update CURRENT_TIMESTAMP", MariaDB
     # "on update current_timestamp()": both contain the clause.
     assert "on update current_timestamp" in extra
 
 
 def test_user_session_workflow_through_procedure_and_function(
-    db: pymysql.connections.Connection,
+    db: DictConnection,
 ) -> None:
     user_id = insert_user(db, "session@integration.test", "Session Test User")
     with db.cursor() as cur:
         cur.execute("CALL create_user_session(%s, @session_token)", (user_id,))
         cur.execute("SELECT @session_token AS session_token")
-        token = cur.fetchone()["session_token"]
+        token = one_row(cur)["session_token"]
         db.commit()
         assert token, "the procedure returned no token"
 
@@ -123,9 +130,9 @@ def test_user_session_workflow_through_procedure_and_function(
         assert session["in_future"] == 1  # compared by the server, in the server's time zone
 
         cur.execute("SELECT validate_user_session(%s) AS is_valid", (token,))
-        assert cur.fetchone()["is_valid"] == 1
+        assert one_row(cur)["is_valid"] == 1
         cur.execute("SELECT validate_user_session(%s) AS is_valid", ("invalid_token",))
-        assert cur.fetchone()["is_valid"] == 0
+        assert one_row(cur)["is_valid"] == 0
 
         # An expired session is not valid.
         cur.execute(
@@ -135,31 +142,31 @@ def test_user_session_workflow_through_procedure_and_function(
         )
         db.commit()
         cur.execute("SELECT validate_user_session(%s) AS is_valid", (token,))
-        assert cur.fetchone()["is_valid"] == 0
+        assert one_row(cur)["is_valid"] == 0
 
 
-def test_each_session_gets_a_distinct_token(db: pymysql.connections.Connection) -> None:
+def test_each_session_gets_a_distinct_token(db: DictConnection) -> None:
     user_id = insert_user(db, "tokens@integration.test", "Token Test User")
     tokens = set()
     with db.cursor() as cur:
         for _ in range(3):
             cur.execute("CALL create_user_session(%s, @session_token)", (user_id,))
             cur.execute("SELECT @session_token AS session_token")
-            tokens.add(cur.fetchone()["session_token"])
+            tokens.add(one_row(cur)["session_token"])
         db.commit()
         cur.execute("SELECT COUNT(*) AS n FROM user_sessions WHERE user_id = %s", (user_id,))
-        assert cur.fetchone()["n"] == 3
+        assert one_row(cur)["n"] == 3
     assert len(tokens) == 3
 
 
-def test_unique_email_constraint(db: pymysql.connections.Connection) -> None:
+def test_unique_email_constraint(db: DictConnection) -> None:
     insert_user(db, "unique@integration.test", "Constraint Test User 1")
     with pytest.raises(pymysql.err.IntegrityError) as caught:
         insert_user(db, "unique@integration.test", "Constraint Test User 2")
     assert caught.value.args[0] == 1062  # ER_DUP_ENTRY
 
 
-def test_deleting_a_user_deletes_their_sessions(db: pymysql.connections.Connection) -> None:
+def test_deleting_a_user_deletes_their_sessions(db: DictConnection) -> None:
     user_id = insert_user(db, "cascade@integration.test", "Cascade Test User")
     with db.cursor() as cur:
         cur.execute("CALL create_user_session(%s, @session_token)", (user_id,))
@@ -167,10 +174,10 @@ def test_deleting_a_user_deletes_their_sessions(db: pymysql.connections.Connecti
         cur.execute("DELETE FROM users WHERE id = %s", (user_id,))
         db.commit()
         cur.execute("SELECT COUNT(*) AS n FROM user_sessions WHERE user_id = %s", (user_id,))
-        assert cur.fetchone()["n"] == 0
+        assert one_row(cur)["n"] == 0
 
 
-def test_transaction_rollback(db: pymysql.connections.Connection) -> None:
+def test_transaction_rollback(db: DictConnection) -> None:
     db.begin()
     with db.cursor() as cur:
         cur.execute(
@@ -184,22 +191,22 @@ def test_transaction_rollback(db: pymysql.connections.Connection) -> None:
         )
         # Visible inside the transaction...
         cur.execute("SELECT COUNT(*) AS n FROM users WHERE id = %s", (user_id,))
-        assert cur.fetchone()["n"] == 1
+        assert one_row(cur)["n"] == 1
     db.rollback()
 
     with db.cursor() as cur:
         cur.execute(
             "SELECT COUNT(*) AS n FROM users WHERE email = %s", ("transaction@integration.test",)
         )
-        assert cur.fetchone()["n"] == 0
+        assert one_row(cur)["n"] == 0
         cur.execute(
             "SELECT COUNT(*) AS n FROM user_sessions WHERE session_token = %s",
             ("rollback_session_token",),
         )
-        assert cur.fetchone()["n"] == 0
+        assert one_row(cur)["n"] == 0
 
 
-def test_email_lookup_uses_an_index_on_email(db: pymysql.connections.Connection) -> None:
+def test_email_lookup_uses_an_index_on_email(db: DictConnection) -> None:
     with db.cursor() as cur:
         cur.executemany(
             "INSERT INTO users (email, name) VALUES (%s, %s)",
@@ -216,7 +223,7 @@ def test_email_lookup_uses_an_index_on_email(db: pymysql.connections.Connection)
         assert "idx_users_email" in email_indexes
 
         cur.execute("EXPLAIN SELECT * FROM users WHERE email = %s", ("perf_500@integration.test",))
-        plan = cur.fetchone()
+        plan = one_row(cur)
         assert plan["key"] in email_indexes, plan
         assert plan["type"] in ("const", "eq_ref", "ref"), plan  # not a full scan ("ALL")
         assert int(plan["rows"]) <= 1, plan

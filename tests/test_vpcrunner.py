@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
+import boto3.session
 import pymysql
 import pytest
 from infra_plans import plan_of
@@ -165,7 +165,8 @@ def test_fresh_apply_then_a_no_op_rerun_through_the_function(
     assert updated.outs is not None and updated.outs["applied"] == created.outs["applied"]
     assert len(history(mariadb, database)) == 3
     # Refresh reads history through the function too.
-    assert provider.read(created.id, created.outs).outs["applied"] == created.outs["applied"]
+    refreshed = provider.read(created.id, created.outs)
+    assert refreshed.outs is not None and refreshed.outs["applied"] == created.outs["applied"]
     assert mariadb.admin_password not in all_traffic(standin)
     events = [json.loads(i.event) for i in standin.invocations]
     assert [e["task"] for e in events] == ["migrate", "migrate", "migrations.read"]
