@@ -40,10 +40,8 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.iam import service_trust_policy
-from vpcrunner.archive import HANDLER, build_archive
+from vpcrunner.archive import HANDLER, RUNTIME, build_archive
 
-# Supported into 2029: https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html
-RUNTIME = "python3.13"
 TIMEOUT_SECONDS = 900  # Lambda's maximum
 MEMORY_MB = 512  # CPU scales with memory; TLS handshakes and PyMySQL are CPU-bound
 VPC_ACCESS_POLICY = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"

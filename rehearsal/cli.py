@@ -389,7 +389,7 @@ def lambda_runner(r: Rehearsal) -> None:
     from rotation.grants import ROLE_PRIVILEGES
     from standins import lambda_invoke
     from standins.aws import FAKE_CREDENTIALS
-    from vpcrunner.archive import build_archive
+    from vpcrunner.archive import RUNTIME, build_archive
 
     heading("Lambda runner: the providers invoke the function, the function does the work")
     archive = build_archive(ROOT, ROOT / "build")
@@ -401,7 +401,7 @@ def lambda_runner(r: Rehearsal) -> None:
     function = f"{PROJECT}-{ENVIRONMENT}-db-runner"
     environment = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": r.aws_endpoint}
     standin.deploy(function, archive.path, timeout=900, environment=environment)
-    print(f"  function {function} on the Lambda stand-in {standin.endpoint_url}")
+    print(f"  function {function} ({RUNTIME}) on the Lambda stand-in {standin.endpoint_url}")
     database = f"{r.database}_lambda"
     with r.server.root_connection() as conn, conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{database}`")
@@ -449,12 +449,13 @@ def lambda_runner(r: Rehearsal) -> None:
         f"{(flipped.outs or {})['active_users']}"
     )
     table(
-        ["invocation", "task", "answer", "function log lines"],
+        ["invocation", "task", "answer", "python", "function log lines"],
         [
             [
                 str(number),
                 json.loads(i.event)["task"],
                 json.loads(i.answer).get("status", i.function_error or "?"),
+                i.python or "?",
                 str(len(i.log.splitlines())),
             ]
             for number, i in enumerate(standin.invocations, 1)

@@ -9,6 +9,10 @@ https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html), reached by boto3
 that has only the archive's directory and boto3 (what the Lambda runtime provides) on its path,
 with the function's environment, as Lambda does:
 
+- the Python is the runtime's version (`python3.13`: a Python 3.13 on PATH or installed by
+  pyenv, or `$APPDB_LAMBDA_PYTHON`); a machine without one runs the function under this
+  Python, says so on stderr, and each invocation records the version that ran it;
+
 - the function's timeout is enforced by killing the process, and answered as Lambda answers a
   timed-out invocation (status 200, `X-Amz-Function-Error: Unhandled`, errorType
   `Sandbox.Timedout`); an exception in the handler is answered the same way with its type;
@@ -24,6 +28,7 @@ import datetime
 import importlib.util
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -37,6 +42,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from vpcrunner.archive import HANDLER, RUNTIME
 
 # What the Lambda Python runtime puts beside a function's code: boto3 and its dependencies.
 RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
@@ -64,6 +71,7 @@ try:
 except Exception as exc:
     answer = {"error": {"errorMessage": str(exc), "errorType": type(exc).__name__,
                         "stackTrace": traceback.format_tb(exc.__traceback__)}}
+answer["python"] = "%d.%d.%d" % sys.version_info[:3]
 with open(os.environ["STANDIN_RESULT"], "w") as out:
     json.dump(answer, out)
 """
@@ -79,6 +87,7 @@ class Invocation:
     function_error: str | None = None
     log: str = ""
     timed_out: bool = False
+    python: str = ""  # the version of the Python that ran it, e.g. "3.13.0"
 
 
 @dataclass
@@ -88,6 +97,7 @@ class Function:
     handler: str
     timeout: float
     environment: dict[str, str]
+    interpreter: str  # the Python that runs it (see runtime_python)
     busy: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -107,17 +117,29 @@ class LambdaStandIn:
         name: str,
         archive: Path,
         *,
-        handler: str = "vpcrunner.handler.handle",
+        handler: str = HANDLER,
+        runtime: str = RUNTIME,
         timeout: float = 900,
         environment: dict[str, str] | None = None,
     ) -> Path:
-        """Unpack `archive` as the code of function `name` (replacing earlier code)."""
+        """Unpack `archive` as the code of function `name` (replacing earlier code), to run
+        under `runtime`'s Python (this Python, with a warning, where the machine has none)."""
         code_dir = self.base_dir / "functions" / name
         shutil.rmtree(code_dir, ignore_errors=True)
         code_dir.mkdir(parents=True)
         with zipfile.ZipFile(archive) as zipped:
             zipped.extractall(code_dir)
-        self.functions[name] = Function(name, code_dir, handler, timeout, dict(environment or {}))
+        interpreter = runtime_python(runtime)
+        if interpreter is None:
+            interpreter = sys.executable
+            print(
+                f"lambda stand-in: no {runtime} on this machine (PATH, pyenv or "
+                f"$APPDB_LAMBDA_PYTHON); {name} runs under Python {platform.python_version()}",
+                file=sys.stderr,
+            )
+        self.functions[name] = Function(
+            name, code_dir, handler, timeout, dict(environment or {}), str(interpreter)
+        )
         return code_dir
 
     def invoke(self, name: str, event: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -163,7 +185,7 @@ class LambdaStandIn:
             "STANDIN_RESULT": str(result),
         }
         process = subprocess.Popen(
-            [sys.executable, "-S", "-E", str(bootstrap)],
+            [function.interpreter, "-S", "-E", str(bootstrap)],
             cwd=function.code_dir,
             env=environment,
             stdin=subprocess.PIPE,
@@ -187,6 +209,7 @@ class LambdaStandIn:
         record.log = output.decode(errors="replace")
         if not record.timed_out:
             answer = json.loads(result.read_text()) if result.is_file() else None
+            record.python = answer.pop("python", "") if answer else ""
             if answer is None:
                 record.function_error = "Unhandled"
                 record.answer = json.dumps(
@@ -203,6 +226,33 @@ class LambdaStandIn:
                 record.answer = json.dumps(answer["result"]).encode()
         shutil.rmtree(work, ignore_errors=True)
         return record
+
+
+def runtime_python(runtime: str) -> str | None:
+    """A Python of a Lambda runtime's version on this machine (`python3.13`: 3.13), or None:
+    `$APPDB_LAMBDA_PYTHON`, else `python3.13` on PATH, else one pyenv installed; each is asked
+    its version, since a pyenv shim on PATH exists whether or not it can run."""
+    version = runtime.removeprefix("python")
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates = [
+        os.environ.get("APPDB_LAMBDA_PYTHON"),
+        shutil.which(f"python{version}"),
+        *map(str, sorted(pyenv.glob(f"versions/{version}.*/bin/python{version}"), reverse=True)),
+    ]
+    for candidate in filter(None, candidates):
+        try:
+            probe = subprocess.run(
+                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except OSError:
+            continue
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return candidate
+    return None
 
 
 def _function_name(name: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ from rotation.grants import ROLE_PRIVILEGES
 from standins import lambda_invoke
 from standins.aws import FAKE_CREDENTIALS
 from standins.mariadb import MariaDBServer
-from vpcrunner.archive import build_archive
+from vpcrunner.archive import RUNTIME, build_archive
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTION = "appdb-test-db-runner"
@@ -171,6 +172,22 @@ def test_fresh_apply_then_a_no_op_rerun_through_the_function(
     events = [json.loads(i.event) for i in standin.invocations]
     assert [e["task"] for e in events] == ["migrate", "migrate", "migrations.read"]
     assert not [k for e in events for k in e["request"] if "password" in k]
+    # It ran under the Python of the function's runtime (python3.13, not the suite's 3.11)
+    # wherever this machine has one; elsewhere under this Python, as the stand-in said.
+    ran = {".".join(i.python.split(".")[:2]) for i in standin.invocations}
+    if lambda_invoke.runtime_python(RUNTIME):
+        assert ran == {RUNTIME.removeprefix("python")}
+    else:
+        assert ran == {f"{sys.version_info[0]}.{sys.version_info[1]}"}
+
+
+def test_the_stand_in_finds_a_python_by_the_runtimes_version(monkeypatch, tmp_path):
+    this = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    monkeypatch.setenv("APPDB_LAMBDA_PYTHON", sys.executable)
+    assert lambda_invoke.runtime_python(this) == sys.executable
+    # A Python of another version is not taken for the runtime's, wherever it comes from.
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
+    assert lambda_invoke.runtime_python("python3.99") is None
 
 
 def test_a_failing_statement_is_one_message_and_the_fixed_file_resumes(

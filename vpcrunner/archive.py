@@ -30,6 +30,9 @@ from pathlib import Path, PurePosixPath
 PACKAGES = ("vpcrunner", "migrator", "rotation")
 THIRD_PARTY = ("pymysql",)
 HANDLER = "vpcrunner.handler.handle"
+# The Lambda runtime the archive is built for (pure-Python dependencies; boto3 from the
+# runtime). Supported into 2029: https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html
+RUNTIME = "python3.13"
 _TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest a zip entry can carry
 _FILE_MODE = 0o100644 << 16  # a regular file, rw-r--r--
 
