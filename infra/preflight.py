@@ -10,7 +10,11 @@ together with every other invalid setting (infra/settings.py, `region_checks`):
   region: `aws.rds.get_engine_version` resolves the major version to RDS's default minor
   (a partial `version` with `default_only`), then `aws.rds.get_orderable_db_instance` must find
   the class with gp3 storage. Without this, a class RDS does not offer fails at `pulumi up`,
-  after the network and the key were created.
+  after the network and the key were created;
+- with an existing VPC and the lambda runner, that the VPC exists and has both DNS attributes on:
+  the runner's Secrets Manager endpoint uses private DNS, which needs enableDnsSupport and
+  enableDnsHostnames (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateVpcEndpoint.html);
+  without them the endpoint fails at `pulumi up`, after the database was created.
 """
 
 from __future__ import annotations
@@ -72,6 +76,10 @@ class AwsRegionChecks:
                     f"(aws.rds.get_orderable_db_instance: {_said(refused)}; list the offered "
                     "classes with `aws rds describe-orderable-db-instance-options --engine mysql`)"
                 )
+        if request.private_dns_vpc_id:
+            problems.extend(
+                _private_dns_problems(request.private_dns_vpc_id, request.region, invoke)
+            )
         return RegionFacts(problems, zones)
 
 
@@ -116,3 +124,27 @@ def _refusal(instance_class: str, version: str, invoke: pulumi.InvokeOptions) ->
     except Exception as error:  # "no RDS DB Instance Classes match the criteria"
         return error
     return None
+
+
+def _private_dns_problems(vpc_id: str, region: str, invoke: pulumi.InvokeOptions) -> list[str]:
+    key = f"appdb:existingVpcId = {vpc_id!r}"
+    try:
+        vpc = aws.ec2.get_vpc(id=vpc_id, opts=invoke)
+    except Exception as error:  # "no matching EC2 VPC found"
+        return [f"{key}: not found in {region} (aws.ec2.get_vpc: {_said(error)})"]
+    off = [
+        name
+        for name, on in (
+            ("enableDnsSupport", vpc.enable_dns_support),
+            ("enableDnsHostnames", vpc.enable_dns_hostnames),
+        )
+        if not on
+    ]
+    if not off:
+        return []
+    return [
+        f"{key}: {' and '.join(off)} is off, and the runner's Secrets Manager endpoint needs "
+        "private DNS, which needs both on (`aws ec2 modify-vpc-attribute --vpc-id "
+        f"{vpc_id} --enable-dns-hostnames` and `--enable-dns-support`, one per call), or use "
+        "appdb:runner: direct with a runner inside that VPC"
+    ]

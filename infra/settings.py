@@ -153,6 +153,8 @@ class RegionRequest:
     zone_count: int | None  # None: the stack uses an existing VPC and creates no subnets
     # (config key, instance class, major engine version) for each class the stack runs
     instance_classes: tuple[tuple[str, str, str], ...]
+    # an existing VPC that must support private DNS (enableDnsSupport and enableDnsHostnames)
+    private_dns_vpc_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -652,27 +654,6 @@ def parse_settings(
         snapshot_retention=r.integer("migrationSnapshotRetention", 1, 100, 5),
     )
 
-    zones: tuple[str, ...] = ()
-    if region_checks is not None and region_ok and region:
-        classes: list[tuple[str, str, str]] = []
-        if instance_class and engine_version and r.ok("instanceClass"):
-            classes.append(("instanceClass", instance_class, engine_version))
-        replica_key = "replicaInstanceClass" if replica_class else "instanceClass"
-        wanted = (replica_key, replica_class or instance_class, replica_version)
-        if replicas and all(wanted) and r.ok(replica_key) and wanted not in classes:
-            classes.append(wanted)
-        count_ok = r.ok("availabilityZoneCount")
-        facts = region_checks(
-            RegionRequest(
-                region=region,
-                zone_count=az_count if count_ok and not existing_vpc_id else None,
-                instance_classes=tuple(classes),
-            )
-        )
-        problems.extend(facts.problems)
-        zones = facts.availability_zones
-
-    alarms = _monitoring(r, db_parameters, (instance_class, replica_class or instance_class))
     # --- runner (where migrations and rotation run) ---
     runner = r.string(
         "runner",
@@ -691,6 +672,31 @@ def parse_settings(
             "appdb:runnerAllowDirect: true if the database is reachable anyway (the local "
             "rehearsal)",
         )
+    zones: tuple[str, ...] = ()
+    if region_checks is not None and region_ok and region:
+        classes: list[tuple[str, str, str]] = []
+        if instance_class and engine_version and r.ok("instanceClass"):
+            classes.append(("instanceClass", instance_class, engine_version))
+        replica_key = "replicaInstanceClass" if replica_class else "instanceClass"
+        wanted = (replica_key, replica_class or instance_class, replica_version)
+        if replicas and all(wanted) and r.ok(replica_key) and wanted not in classes:
+            classes.append(wanted)
+        count_ok = r.ok("availabilityZoneCount")
+        facts = region_checks(
+            RegionRequest(
+                region=region,
+                zone_count=az_count if count_ok and not existing_vpc_id else None,
+                instance_classes=tuple(classes),
+                # the lambda runner's endpoint uses private DNS in it (infra/runner.py)
+                private_dns_vpc_id=existing_vpc_id
+                if existing_vpc_id and runner == "lambda" and r.ok("existingVpcId")
+                else None,
+            )
+        )
+        problems.extend(facts.problems)
+        zones = facts.availability_zones
+
+    alarms = _monitoring(r, db_parameters, (instance_class, replica_class or instance_class))
     runner_deadline = r.integer("runnerDeadlineSeconds", 60, 86400, 3600)
     bundle = migrations.ca_bundle_path
     if runner == "lambda" and (bundle.startswith("/") or ".." in bundle.split("/")):

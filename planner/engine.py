@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import runpy
 import sys
 import threading
@@ -386,9 +387,31 @@ def _zones(region: str, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Existing VPCs, as the stand-in account has them: any well-formed id is a VPC with DNS support
+# and hostnames on (what private DNS needs), except this one, whose hostnames are off (the
+# EC2 default for a VPC created by hand), and ids ending in "dead", which do not exist.
+VPC_WITHOUT_DNS_HOSTNAMES = "vpc-0000000000000d115"
+
+
+def _vpc(args: dict[str, Any], region: str) -> dict[str, Any]:
+    vpc_id = str(args.get("id"))
+    if not re.fullmatch(r"vpc-[0-9a-f]{8,17}", vpc_id) or vpc_id.endswith("dead"):
+        raise InvokeFailure("no matching EC2 VPC found")  # the data source's own words
+    return {
+        "id": vpc_id,
+        "arn": f"arn:aws:ec2:{region}:{ACCOUNT_ID}:vpc/{vpc_id}",
+        "cidrBlock": "10.0.0.0/16",
+        "enableDnsSupport": True,
+        "enableDnsHostnames": vpc_id != VPC_WITHOUT_DNS_HOSTNAMES,
+        "state": "available",
+    }
+
+
 def mock_call(token: str, args: dict[str, Any], region: str) -> dict[str, Any]:
     if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
         return _zones(region, args)
+    if token == "aws:ec2/getVpc:getVpc":
+        return _vpc(args, region)
     if token == "aws:rds/getEngineVersion:getEngineVersion":
         version = MYSQL_DEFAULT_VERSIONS.get(str(args.get("version")))
         if args.get("engine") != "mysql" or version is None:

@@ -9,11 +9,12 @@ endpoint, with no new way into the network (issue 9).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from infra_plans import kms_key_arn, plan_of, policy
 
-from planner import Plan, PlannedResource
+from planner import Plan, PlanError, PlannedResource, run_plan
 from planner.engine import mock_resource
 
 STACKS = ("staging", "production")
@@ -199,3 +200,35 @@ def test_the_functions_log_group_is_encrypted_with_retention_from_config(
     assert logs.inputs["retentionInDays"] == days
     function = only(plan, FUNCTION)
     assert function.inputs["loggingConfig"]["logGroup"] == logs.inputs["name"]
+
+
+# --- an existing VPC must carry the endpoint's private DNS ---------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+EXISTING_SUBNETS = ["subnet-0123abcd", "subnet-4567ef01"]
+
+
+def test_an_existing_vpc_without_dns_hostnames_is_refused_at_preview_for_the_lambda_runner():
+    # Private DNS on an interface endpoint needs both VPC attributes; without them the endpoint
+    # fails at `pulumi up`, after the database was created
+    # (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateVpcEndpoint.html).
+    from planner.engine import VPC_WITHOUT_DNS_HOSTNAMES
+
+    overrides = {"existingVpcId": VPC_WITHOUT_DNS_HOSTNAMES, "existingSubnetIds": EXISTING_SUBNETS}
+    with pytest.raises(PlanError) as caught:
+        run_plan(ROOT, "staging", overrides=overrides)
+    message = str(caught.value)
+    assert f"appdb:existingVpcId = '{VPC_WITHOUT_DNS_HOSTNAMES}'" in message
+    assert "enableDnsHostnames is off" in message and "modify-vpc-attribute" in message
+    assert [r.type for r in caught.value.declared] == ["pulumi:providers:aws"]
+    # `direct` creates no endpoint, so the same VPC is fine for it.
+    run_plan(ROOT, "staging", overrides={**overrides, "runner": "direct"})
+
+
+def test_an_existing_vpc_that_does_not_exist_is_refused_at_preview():
+    overrides = {"existingVpcId": "vpc-0000000000000dead", "existingSubnetIds": EXISTING_SUBNETS}
+    with pytest.raises(PlanError) as caught:
+        run_plan(ROOT, "staging", overrides=overrides)
+    assert "appdb:existingVpcId = 'vpc-0000000000000dead': not found in us-east-1" in str(
+        caught.value
+    )
