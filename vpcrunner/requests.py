@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 # Pulumi's marker for a value not known yet during preview (e.g. the endpoint of a new instance).
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
@@ -181,11 +181,33 @@ def resolve(root: Path, path: str) -> Path:
     return Path(path) if Path(path).is_absolute() else root / path
 
 
+class _Request:
+    """What every request class shares: parse (every problem at once), the problems alone
+    (during preview, unknown values allowed), and the inputs mapping back."""
+
+    WHAT: ClassVar[str]  # what the resource is, for messages
+
+    @classmethod
+    def _read(cls, r: _Reader) -> Self:
+        raise NotImplementedError
+
+    @classmethod
+    def parse(cls, inputs: Mapping[str, Any]) -> Self:
+        return _parse(cls.WHAT, inputs, cls._read)
+
+    @classmethod
+    def problems(cls, inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
+        return _problems(inputs, cls._read)
+
+    def as_inputs(self) -> dict[str, Any]:
+        return _as_inputs(self)
+
+
 # --- schema migrations ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class MigrationRequest:
+class MigrationRequest(_Request):
     """The `SchemaMigrations` resource's inputs."""
 
     secret_arn: str
@@ -221,38 +243,35 @@ class MigrationRequest:
             location=r.string("location"),
             migrations=r.string_map("migrations"),
             ca_bundle=r.optional_string("ca_bundle"),
-            connect_deadline_seconds=r.integer("connect_deadline_seconds", 600),
-            out_of_order=r.boolean("out_of_order", False),
-            lock_wait_seconds=r.integer("lock_wait_seconds", 60),
-            statement_lock_wait_seconds=r.integer("statement_lock_wait_seconds", 10),
-            snapshot_before_migrate=r.boolean("snapshot_before_migrate", False),
-            snapshot_retention=r.integer("snapshot_retention", 5),
+            connect_deadline_seconds=r.integer(
+                "connect_deadline_seconds", cls.connect_deadline_seconds
+            ),
+            out_of_order=r.boolean("out_of_order", cls.out_of_order),
+            lock_wait_seconds=r.integer("lock_wait_seconds", cls.lock_wait_seconds),
+            statement_lock_wait_seconds=r.integer(
+                "statement_lock_wait_seconds", cls.statement_lock_wait_seconds
+            ),
+            snapshot_before_migrate=r.boolean(
+                "snapshot_before_migrate", cls.snapshot_before_migrate
+            ),
+            snapshot_retention=r.integer("snapshot_retention", cls.snapshot_retention),
             instance_identifier=r.optional_string("instance_identifier"),
             runner=r.optional_string("runner"),
-            runner_deadline_seconds=r.integer("runner_deadline_seconds", 3600),
+            runner_deadline_seconds=r.integer(
+                "runner_deadline_seconds", cls.runner_deadline_seconds
+            ),
         )
-
-    @classmethod
-    def parse(cls, inputs: Mapping[str, Any]) -> MigrationRequest:
-        return _parse(cls.WHAT, inputs, cls._read)
-
-    @classmethod
-    def problems(cls, inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
-        return _problems(inputs, cls._read)
 
     @property
     def target(self) -> str:
         return f"database {self.database!r} on {self.host}:{self.port}"
-
-    def as_inputs(self) -> dict[str, Any]:
-        return _as_inputs(self)
 
 
 # --- master password rotation --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class MasterRotationRequest:
+class MasterRotationRequest(_Request):
     """The `MasterPasswordRotation` resource's inputs. The new password is not one of them:
     it is generated where the rotation runs (vpcrunner.tasks), for each new `rotation` value."""
 
@@ -281,23 +300,16 @@ class MasterRotationRequest:
             port=r.port(),
             rotation=r.string("rotation"),
             ca_bundle=r.optional_string("ca_bundle"),
-            connect_deadline_seconds=r.integer("connect_deadline_seconds", 600),
-            test_deadline_seconds=r.integer("test_deadline_seconds", 30),
-            password_length=r.integer("password_length", 32, low=16, high=41),
+            connect_deadline_seconds=r.integer(
+                "connect_deadline_seconds", cls.connect_deadline_seconds
+            ),
+            test_deadline_seconds=r.integer("test_deadline_seconds", cls.test_deadline_seconds),
+            password_length=r.integer("password_length", cls.password_length, low=16, high=41),
             runner=r.optional_string("runner"),
-            runner_deadline_seconds=r.integer("runner_deadline_seconds", 3600),
+            runner_deadline_seconds=r.integer(
+                "runner_deadline_seconds", cls.runner_deadline_seconds
+            ),
         )
-
-    @classmethod
-    def parse(cls, inputs: Mapping[str, Any]) -> MasterRotationRequest:
-        return _parse(cls.WHAT, inputs, cls._read)
-
-    @classmethod
-    def problems(cls, inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
-        return _problems(inputs, cls._read)
-
-    def as_inputs(self) -> dict[str, Any]:
-        return _as_inputs(self)
 
 
 # --- application users ---------------------------------------------------------------------
@@ -313,7 +325,7 @@ class RoleTarget:
 
 
 @dataclass(frozen=True)
-class ApplicationUsersRequest:
+class ApplicationUsersRequest(_Request):
     """The `ApplicationUsers` resource's inputs."""
 
     master_secret_arn: str
@@ -368,22 +380,18 @@ class ApplicationUsersRequest:
             privileges=privileges,
             account_prefix=r.optional_string("account_prefix") or "",
             ca_bundle=r.optional_string("ca_bundle"),
-            connect_deadline_seconds=r.integer("connect_deadline_seconds", 600),
-            test_deadline_seconds=r.integer("test_deadline_seconds", 60),
+            connect_deadline_seconds=r.integer(
+                "connect_deadline_seconds", cls.connect_deadline_seconds
+            ),
+            test_deadline_seconds=r.integer("test_deadline_seconds", cls.test_deadline_seconds),
             runner=r.optional_string("runner"),
-            runner_deadline_seconds=r.integer("runner_deadline_seconds", 3600),
+            runner_deadline_seconds=r.integer(
+                "runner_deadline_seconds", cls.runner_deadline_seconds
+            ),
         )
 
-    @classmethod
-    def parse(cls, inputs: Mapping[str, Any]) -> ApplicationUsersRequest:
-        return _parse(cls.WHAT, inputs, cls._read)
-
-    @classmethod
-    def problems(cls, inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
-        return _problems(inputs, cls._read)
-
     def as_inputs(self) -> dict[str, Any]:
-        inputs = _as_inputs(self)
+        inputs = super().as_inputs()
         inputs["privileges"] = {role: list(p) for role, p in self.privileges.items()}
         return inputs
 
